@@ -1,0 +1,922 @@
+//! Raw policy → compiled [`Policy`]. Checks every value and every cross-reference (provider
+//! and origin-list names, key files, secrets) and collects *all* errors, each with the key
+//! path it belongs to; the loader turns paths into line:column.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+use ipnet::IpNet;
+use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey};
+
+use super::raw::*;
+use super::values::{parse_cidr, parse_duration, parse_rate, parse_size};
+use crate::policy::auth::basic::StoredHash;
+use crate::policy::auth::jwt::{JwkEntry, JwtKeys};
+use crate::policy::auth::{AuthKind, AuthProvider, BasicProvider, JwtProvider, TokenSource};
+use crate::policy::model::*;
+use crate::policy::origin::{OriginList, OriginPattern};
+use crate::policy::path::normalize_path;
+
+/// Reads environment variables for `secret_env` (a function so tests can inject).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
+
+/// Compilation state: where relative paths start, and the errors so far.
+pub struct Compiler<'a> {
+    base: PathBuf,
+    env: EnvLookup<'a>,
+    /// (key path, message) pairs.
+    pub errors: Vec<(String, String)>,
+    watched: Vec<PathBuf>,
+}
+
+/// Header names a claim may never be forwarded as: they would change how the request is
+/// framed or routed, or forge what the proxy itself sets.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+    "authorization",
+    "cookie",
+];
+
+impl<'a> Compiler<'a> {
+    /// A compiler for a file in `base`.
+    pub fn new(base: PathBuf, env: EnvLookup<'a>) -> Self {
+        Compiler {
+            base,
+            env,
+            errors: Vec::new(),
+            watched: Vec::new(),
+        }
+    }
+
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.errors.push((path.into(), msg.into()));
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// Reads a file the policy names (and watches it); errors name the key path.
+    fn read_file(&mut self, path: &str, key: &str) -> Option<Vec<u8>> {
+        let full = self.resolve(path);
+        self.watched.push(full.clone());
+        match std::fs::read(&full) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.err(key, format!("cannot read {}: {e}", full.display()));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Option<Text>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(t) => match parse_duration(&t.0) {
+                Ok(d) if d.is_zero() => {
+                    self.err(key, "must be longer than zero");
+                    default
+                }
+                Ok(d) => d,
+                Err(m) => {
+                    self.err(key, m);
+                    default
+                }
+            },
+        }
+    }
+
+    fn size(&mut self, v: &Option<Text>, key: &str) -> Option<u64> {
+        let t = v.as_ref()?;
+        match parse_size(&t.0) {
+            Ok(s) => Some(s),
+            Err(m) => {
+                self.err(key, m);
+                None
+            }
+        }
+    }
+
+    fn cidrs(&mut self, list: &[Text], key: &str) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for (i, t) in list.iter().enumerate() {
+            match parse_cidr(&t.0) {
+                Ok(n) => out.push(n),
+                Err(m) => self.err(format!("{key}[{i}]"), m),
+            }
+        }
+        out
+    }
+
+    fn access(&mut self, raw: &RawAccess, key: &str) -> AccessRule {
+        let deny = self.cidrs(&raw.deny, &format!("{key}.deny"));
+        let allow = raw
+            .allow
+            .as_ref()
+            .map(|a| self.cidrs(a, &format!("{key}.allow")));
+        AccessRule {
+            key: key.to_string(),
+            allow,
+            deny,
+        }
+    }
+
+    fn socket_addr(&mut self, t: &Text, key: &str) -> Option<SocketAddr> {
+        match t.0.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    key,
+                    format!(
+                        "expected an address such as \"0.0.0.0:8080\" or \"[::]:8080\", got {:?}",
+                        t.0
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn methods(&mut self, list: &[Text], key: &str) -> Vec<Method> {
+        let mut out = Vec::new();
+        for (i, t) in list.iter().enumerate() {
+            let upper = t.0.to_ascii_uppercase();
+            if upper != t.0 {
+                self.err(
+                    format!("{key}[{i}]"),
+                    format!("methods are upper-case: write {upper:?}"),
+                );
+            }
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(m) => out.push(m),
+                Err(_) => self.err(
+                    format!("{key}[{i}]"),
+                    format!("{:?} is not an HTTP method", t.0),
+                ),
+            }
+        }
+        out
+    }
+
+    fn origin_list(&mut self, list: &[Text], key: &str) -> OriginList {
+        let mut entries = Vec::new();
+        for (i, t) in list.iter().enumerate() {
+            match OriginPattern::parse(&t.0) {
+                Ok(p) => entries.push(p),
+                Err(m) => self.err(format!("{key}[{i}]"), m),
+            }
+        }
+        OriginList {
+            key: key.to_string(),
+            entries,
+        }
+    }
+
+    fn origins_ref(
+        &mut self,
+        r: &OriginsRef,
+        key: &str,
+        named: &BTreeMap<String, Arc<OriginList>>,
+    ) -> Option<Arc<OriginList>> {
+        match r {
+            OriginsRef::Named(name) => match named.get(&name.0) {
+                Some(l) => Some(l.clone()),
+                None => {
+                    let known: Vec<&String> = named.keys().collect();
+                    self.err(
+                        key,
+                        format!(
+                            "no origin list named {:?} under `origins:` (known: {known:?})",
+                            name.0
+                        ),
+                    );
+                    None
+                }
+            },
+            OriginsRef::Inline(list) => Some(Arc::new(self.origin_list(list, key))),
+        }
+    }
+
+    /// Compiles the whole file. Errors are in `self.errors`; the policy is only meaningful
+    /// when there are none.
+    pub fn compile(&mut self, raw: &RawPolicy, file: &Path) -> Option<Policy> {
+        self.watched.push(file.to_path_buf());
+        if raw.version != 1 {
+            self.err(
+                "version",
+                format!(
+                    "unsupported version {}: this Gatehouse reads version 1",
+                    raw.version
+                ),
+            );
+        }
+        let server = self.server(&raw.server);
+        let upstream = self.upstream(&raw.upstream);
+        let access = raw.access.as_ref().map(|a| self.access(a, "access"));
+
+        let mut named_origins = BTreeMap::new();
+        for (name, list) in &raw.origins {
+            let key = format!("origins.{name}");
+            named_origins.insert(name.clone(), Arc::new(self.origin_list(list, &key)));
+        }
+
+        let mut providers = BTreeMap::new();
+        let mut claim_headers: Vec<HeaderName> = Vec::new();
+        for (name, p) in &raw.auth {
+            if let Some(provider) = self.provider(name, p) {
+                if let AuthKind::Jwt(j) = &provider.kind {
+                    for (_, h) in &j.forward_claims {
+                        if !claim_headers.contains(h) {
+                            claim_headers.push(h.clone());
+                        }
+                    }
+                }
+                providers.insert(name.clone(), Arc::new(provider));
+            }
+        }
+
+        let default_max_body = self.size(&raw.defaults.max_body, "defaults.max_body");
+        let default_rate = raw
+            .defaults
+            .rate_limit
+            .as_ref()
+            .and_then(|r| self.rate_limit(r, "defaults.rate_limit", true));
+
+        if raw.routes.is_empty() {
+            self.err(
+                "routes",
+                "at least one route is needed: without routes every request is answered 404",
+            );
+        }
+        let mut names = HashSet::new();
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            if !names.insert(r.name.0.clone()) {
+                self.err(
+                    format!("{key}.name"),
+                    format!("route name {:?} is used twice", r.name.0),
+                );
+            }
+            if let Some(route) = self.route(
+                i,
+                r,
+                &key,
+                &providers,
+                raw.auth.keys().collect(),
+                &named_origins,
+                default_max_body,
+                &default_rate,
+            ) {
+                routes.push(route);
+            }
+        }
+
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let (server, upstream) = (server?, upstream?);
+        let mut watched = std::mem::take(&mut self.watched);
+        watched.dedup();
+        Some(Policy {
+            file: file.to_path_buf(),
+            server,
+            upstream,
+            access,
+            providers: providers.into_values().collect(),
+            origin_lists: named_origins.into_values().collect(),
+            routes,
+            claim_headers,
+            watched_files: watched,
+        })
+    }
+
+    fn server(&mut self, raw: &RawServer) -> Option<ServerSettings> {
+        if raw.listen.is_empty() {
+            self.err("server.listen", "at least one listener is needed");
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in raw.listen.iter().enumerate() {
+            let key = format!("server.listen[{i}]");
+            let addr = self.socket_addr(&l.addr, &format!("{key}.addr"));
+            let tls = l.tls.as_ref().map(|t| {
+                let cert = self.resolve(&t.cert.0);
+                let key_path = self.resolve(&t.key.0);
+                self.read_file(&t.cert.0, &format!("{key}.tls.cert"));
+                self.read_file(&t.key.0, &format!("{key}.tls.key"));
+                TlsFiles {
+                    cert,
+                    key: key_path,
+                }
+            });
+            if let Some(addr) = addr {
+                if listeners.iter().any(|x: &Listener| x.addr == addr) {
+                    self.err(format!("{key}.addr"), format!("{addr} is listed twice"));
+                }
+                listeners.push(Listener { addr, tls });
+            }
+        }
+        let admin = raw
+            .admin
+            .as_ref()
+            .and_then(|a| self.socket_addr(a, "server.admin"));
+        if let (Some(admin), true) = (admin, listeners.iter().any(|l| Some(l.addr) == admin)) {
+            self.err("server.admin", format!("{admin} is also a public listener"));
+        }
+        let trusted_proxies = self.cidrs(
+            &raw.client_ip.trusted_proxies,
+            "server.client_ip.trusted_proxies",
+        );
+        let t = &raw.timeouts;
+        let timeouts = Timeouts {
+            request_header: self.duration(
+                &t.request_header,
+                "server.timeouts.request_header",
+                Duration::from_secs(10),
+            ),
+            http_idle: self.duration(
+                &t.http_idle,
+                "server.timeouts.http_idle",
+                Duration::from_secs(60),
+            ),
+            upstream_read: self.duration(
+                &t.upstream_read,
+                "server.timeouts.upstream_read",
+                Duration::from_secs(60),
+            ),
+            websocket_idle: self.duration(
+                &t.websocket_idle,
+                "server.timeouts.websocket_idle",
+                Duration::from_secs(3600),
+            ),
+        };
+        let l = &raw.limits;
+        if l.connections_per_ip == Some(0) {
+            self.err("server.limits.connections_per_ip", "must be at least 1");
+        }
+        let limits = Limits {
+            connections_per_ip: l.connections_per_ip,
+            max_header_bytes: self
+                .size(&l.max_header_bytes, "server.limits.max_header_bytes")
+                .unwrap_or(32 * 1024),
+            max_headers: l.max_headers.unwrap_or(100),
+        };
+        Some(ServerSettings {
+            listeners,
+            admin,
+            trusted_proxies,
+            timeouts,
+            limits,
+        })
+    }
+
+    fn upstream(&mut self, raw: &RawUpstream) -> Option<UpstreamSettings> {
+        let connect_timeout = self.duration(
+            &raw.connect_timeout,
+            "upstream.connect_timeout",
+            Duration::from_secs(2),
+        );
+        let addr = match raw.addr.0.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => match raw.addr.0.to_socket_addrs().map(|mut it| it.next()) {
+                Ok(Some(a)) => Some(a),
+                _ => {
+                    self.err(
+                        "upstream.addr",
+                        format!(
+                            "expected host:port, got {:?} (or the name does not resolve)",
+                            raw.addr.0
+                        ),
+                    );
+                    None
+                }
+            },
+        }?;
+        Some(UpstreamSettings {
+            addr,
+            connect_timeout,
+        })
+    }
+
+    fn rate_limit(
+        &mut self,
+        raw: &RawRateLimitSetting,
+        key: &str,
+        inherited_ok: bool,
+    ) -> Option<RateLimit> {
+        let _ = inherited_ok;
+        match raw {
+            RawRateLimitSetting::Off(t) if t.0 == "none" => None,
+            RawRateLimitSetting::Off(t) => {
+                self.err(
+                    key,
+                    format!(
+                        "expected `none` or a mapping with per_ip / per_subject / burst, got {:?}",
+                        t.0
+                    ),
+                );
+                None
+            }
+            RawRateLimitSetting::Limit(l) => {
+                let rate = |v: &Option<Text>, k: &str, c: &mut Self| {
+                    v.as_ref().and_then(|t| match parse_rate(&t.0) {
+                        Ok(r) => Some(r),
+                        Err(m) => {
+                            c.err(format!("{key}.{k}"), m);
+                            None
+                        }
+                    })
+                };
+                let per_ip = rate(&l.per_ip, "per_ip", self);
+                let per_subject = rate(&l.per_subject, "per_subject", self);
+                if l.per_ip.is_none() && l.per_subject.is_none() {
+                    self.err(key, "a rate_limit needs per_ip and/or per_subject (or write `rate_limit: none`)");
+                }
+                Some(RateLimit {
+                    key: key.to_string(),
+                    per_ip,
+                    per_subject,
+                    burst: l.burst.unwrap_or(0),
+                })
+            }
+        }
+    }
+
+    fn provider(&mut self, name: &str, raw: &RawAuthProvider) -> Option<AuthProvider> {
+        let key = format!("auth.{name}");
+        if name == "none" {
+            self.err(
+                &key,
+                "`none` is reserved for `auth: none` on routes; choose another provider name",
+            );
+        }
+        let kind = match (&raw.jwt, &raw.basic) {
+            (Some(j), None) => AuthKind::Jwt(self.jwt(j, &format!("{key}.jwt"))?),
+            (None, Some(b)) => AuthKind::Basic(self.basic(b, &format!("{key}.basic"))?),
+            _ => {
+                self.err(&key, "a provider has exactly one of `jwt:` or `basic:`");
+                return None;
+            }
+        };
+        Some(AuthProvider {
+            name: name.to_string(),
+            kind,
+        })
+    }
+
+    fn jwt(&mut self, raw: &RawJwt, key: &str) -> Option<JwtProvider> {
+        use jsonwebtoken::AlgorithmFamily as F;
+        let mut algorithms = Vec::new();
+        for (i, t) in raw.algorithms.iter().enumerate() {
+            let k = format!("{key}.algorithms[{i}]");
+            if t.0.eq_ignore_ascii_case("none") {
+                self.err(k, "`none` is never accepted: a token must be signed");
+                continue;
+            }
+            match t.0.parse::<Algorithm>() {
+                Ok(a) => algorithms.push(a),
+                Err(_) => self.err(
+                    k,
+                    format!(
+                        "unknown algorithm {:?} (HS256/384/512, RS*, PS*, ES256/384, EdDSA)",
+                        t.0
+                    ),
+                ),
+            }
+        }
+        if raw.algorithms.is_empty() {
+            self.err(format!("{key}.algorithms"), "pin at least one algorithm");
+        }
+        let family = algorithms.first().map(|a| a.family());
+        if algorithms.iter().any(|a| Some(a.family()) != family) {
+            self.err(format!("{key}.algorithms"), "all algorithms of a provider must share one key type (HS*, RS*/PS*, ES*, or EdDSA)");
+        }
+        let sources = [
+            ("secret_env", raw.secret_env.is_some()),
+            ("secret_file", raw.secret_file.is_some()),
+            ("jwks_file", raw.jwks_file.is_some()),
+            ("public_key_file", raw.public_key_file.is_some()),
+        ];
+        let set: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
+        if set.len() != 1 {
+            self.err(key, format!("exactly one of secret_env, secret_file, jwks_file, public_key_file is needed (found {set:?})"));
+            return None;
+        }
+        let family = family?;
+        let keys = if family == F::Hmac {
+            let secret = if let Some(env) = &raw.secret_env {
+                match (self.env)(&env.0) {
+                    Some(v) => v,
+                    None => {
+                        self.err(
+                            format!("{key}.secret_env"),
+                            format!("environment variable {} is not set", env.0),
+                        );
+                        return None;
+                    }
+                }
+            } else if let Some(f) = &raw.secret_file {
+                let mut b = self.read_file(&f.0, &format!("{key}.secret_file"))?;
+                if b.last() == Some(&b'\n') {
+                    b.pop();
+                }
+                b
+            } else {
+                self.err(key, "HS* algorithms need secret_env or secret_file");
+                return None;
+            };
+            let need = algorithms
+                .iter()
+                .map(|a| match a {
+                    Algorithm::HS384 => 48,
+                    Algorithm::HS512 => 64,
+                    _ => 32,
+                })
+                .max()
+                .unwrap_or(32);
+            if secret.len() < need {
+                let which = if raw.secret_env.is_some() {
+                    "secret_env"
+                } else {
+                    "secret_file"
+                };
+                self.err(
+                    format!("{key}.{which}"),
+                    format!(
+                        "the secret is {} bytes; {:?} needs at least {need}",
+                        secret.len(),
+                        algorithms
+                    ),
+                );
+                return None;
+            }
+            JwtKeys::Single(DecodingKey::from_secret(&secret))
+        } else if let Some(f) = &raw.public_key_file {
+            let k = format!("{key}.public_key_file");
+            let pem = self.read_file(&f.0, &k)?;
+            let parsed = match family {
+                F::Rsa => DecodingKey::from_rsa_pem(&pem),
+                F::Ec => DecodingKey::from_ec_pem(&pem),
+                F::Ed => DecodingKey::from_ed_pem(&pem),
+                F::Hmac => unreachable_hmac(),
+            };
+            match parsed {
+                Ok(dk) => JwtKeys::Single(dk),
+                Err(e) => {
+                    self.err(k, format!("not a {family:?} public key in PEM: {e}"));
+                    return None;
+                }
+            }
+        } else if let Some(f) = &raw.jwks_file {
+            let k = format!("{key}.jwks_file");
+            let bytes = self.read_file(&f.0, &k)?;
+            let set: JwkSet = match serde_json::from_slice(&bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.err(k, format!("not a JWKS: {e}"));
+                    return None;
+                }
+            };
+            let mut entries = Vec::new();
+            for (i, jwk) in set.keys.iter().enumerate() {
+                let Some(kid) = jwk.common.key_id.clone() else {
+                    self.err(&k, format!("key {i} has no kid"));
+                    continue;
+                };
+                let alg = jwk
+                    .common
+                    .key_algorithm
+                    .and_then(|ka| ka.to_string().parse::<Algorithm>().ok());
+                match DecodingKey::from_jwk(jwk) {
+                    Ok(dk) if dk.family() == family => entries.push(JwkEntry { kid, alg, key: dk }),
+                    Ok(dk) => self.err(
+                        &k,
+                        format!(
+                            "key {kid:?} is {:?}, the provider pins {family:?}",
+                            dk.family()
+                        ),
+                    ),
+                    Err(e) => self.err(&k, format!("key {kid:?}: {e}")),
+                }
+            }
+            JwtKeys::Set(entries)
+        } else {
+            self.err(
+                key,
+                format!("{family:?} algorithms need jwks_file or public_key_file"),
+            );
+            return None;
+        };
+
+        let leeway = self.duration(&raw.leeway, &format!("{key}.leeway"), Duration::ZERO);
+        if leeway > Duration::from_secs(60) {
+            self.err(format!("{key}.leeway"), "at most 60s");
+        }
+        let mut token_sources = Vec::new();
+        let default_sources = vec![Text("header".into())];
+        for (i, t) in raw
+            .token_sources
+            .as_ref()
+            .unwrap_or(&default_sources)
+            .iter()
+            .enumerate()
+        {
+            let k = format!("{key}.token_sources[{i}]");
+            let src = if t.0 == "header" {
+                Some(TokenSource::Header)
+            } else if let Some(n) = t.0.strip_prefix("cookie:").filter(|n| !n.is_empty()) {
+                Some(TokenSource::Cookie(n.to_string()))
+            } else if let Some(n) = t.0.strip_prefix("query:").filter(|n| !n.is_empty()) {
+                Some(TokenSource::Query(n.to_string()))
+            } else {
+                None
+            };
+            match src {
+                Some(s) => token_sources.push(s),
+                None => self.err(
+                    k,
+                    format!(
+                        "expected `header`, `cookie:NAME` or `query:NAME`, got {:?}",
+                        t.0
+                    ),
+                ),
+            }
+        }
+        let mut forward_claims = Vec::new();
+        for (claim, header) in &raw.forward_claims {
+            let k = format!("{key}.forward_claims.{claim}");
+            match HeaderName::from_bytes(header.0.as_bytes()) {
+                Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => self.err(
+                    k,
+                    format!(
+                        "{:?} is set by the proxy or frames the request; choose another header",
+                        header.0
+                    ),
+                ),
+                Ok(h) => forward_claims.push((claim.clone(), h)),
+                Err(_) => self.err(k, format!("{:?} is not a valid header name", header.0)),
+            }
+        }
+        let audience = raw
+            .audience
+            .as_ref()
+            .map(|a| a.0.iter().map(|t| t.0.clone()).collect())
+            .unwrap_or_default();
+        Some(JwtProvider::new(
+            algorithms,
+            keys,
+            raw.issuer.as_ref().map(|t| t.0.clone()),
+            audience,
+            leeway.as_secs(),
+            token_sources,
+            forward_claims,
+        ))
+    }
+
+    fn basic(&mut self, raw: &RawBasic, key: &str) -> Option<BasicProvider> {
+        let k = format!("{key}.htpasswd");
+        let bytes = self.read_file(&raw.htpasswd.0, &k)?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            self.err(k, "the htpasswd file is not UTF-8");
+            return None;
+        };
+        let mut users = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((user, hash)) = line.split_once(':') else {
+                self.err(
+                    &k,
+                    format!("{} line {}: expected user:hash", raw.htpasswd.0, n + 1),
+                );
+                continue;
+            };
+            match StoredHash::parse(hash) {
+                Ok(h) => {
+                    if users.insert(user.to_string(), h).is_some() {
+                        self.err(
+                            &k,
+                            format!(
+                                "{} line {}: user {user:?} appears twice",
+                                raw.htpasswd.0,
+                                n + 1
+                            ),
+                        );
+                    }
+                }
+                Err(m) => self.err(&k, format!("{} line {}: {m}", raw.htpasswd.0, n + 1)),
+            }
+        }
+        let realm = raw
+            .realm
+            .as_ref()
+            .map_or_else(|| "gatehouse".to_string(), |r| r.0.clone());
+        Some(BasicProvider::new(realm, users))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &mut self,
+        index: usize,
+        r: &RawRoute,
+        key: &str,
+        providers: &BTreeMap<String, Arc<AuthProvider>>,
+        provider_names: Vec<&String>,
+        origins: &BTreeMap<String, Arc<OriginList>>,
+        default_max_body: Option<u64>,
+        default_rate: &Option<RateLimit>,
+    ) -> Option<Route> {
+        if r.name.0.is_empty() {
+            self.err(format!("{key}.name"), "a route needs a name");
+        }
+        let mkey = format!("{key}.match");
+        let path = match (&r.matcher.path, &r.matcher.prefix) {
+            (Some(p), None) => self
+                .route_path(&p.0, &format!("{mkey}.path"))
+                .map(PathMatch::Exact),
+            (None, Some(p)) => self
+                .route_path(&p.0, &format!("{mkey}.prefix"))
+                .map(PathMatch::Prefix),
+            _ => {
+                self.err(&mkey, "exactly one of `path:` or `prefix:` is needed");
+                None
+            }
+        };
+        let methods = r
+            .matcher
+            .methods
+            .as_ref()
+            .map(|m| self.methods(m, &format!("{mkey}.methods")));
+        let access = r
+            .access
+            .as_ref()
+            .map(|a| self.access(a, &format!("{key}.access")));
+        let auth = match &r.auth {
+            None => {
+                self.err(key, "`auth:` is required on every route: name a provider, or write `auth: none` for a public route");
+                None
+            }
+            Some(t) if t.0 == "none" => Some(RouteAuth::None),
+            Some(t) => match providers.get(&t.0) {
+                Some(p) => Some(RouteAuth::Provider(p.clone())),
+                None if provider_names.contains(&&t.0) => None, // provider itself had errors
+                None => {
+                    self.err(
+                        format!("{key}.auth"),
+                        format!(
+                            "no provider named {:?} under `auth:` (known: {provider_names:?})",
+                            t.0
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let mut require_claims = Vec::new();
+        if let Some(req) = &r.require {
+            let is_jwt =
+                matches!(&auth, Some(RouteAuth::Provider(p)) if matches!(p.kind, AuthKind::Jwt(_)));
+            if !is_jwt && auth.is_some() {
+                self.err(
+                    format!("{key}.require"),
+                    "require.claims needs a JWT provider in `auth:`",
+                );
+            }
+            for (claim, values) in &req.claims {
+                require_claims.push(ClaimRequirement {
+                    claim: claim.clone(),
+                    values: values.0.iter().map(|t| t.0.clone()).collect(),
+                });
+            }
+        }
+        let cors = r.cors.as_ref().and_then(|c| {
+            let ck = format!("{key}.cors");
+            let list = self.origins_ref(&c.origins, &format!("{ck}.origins"), origins);
+            let methods = c.methods.as_ref().map(|m| self.methods(m, &format!("{ck}.methods"))).unwrap_or_default();
+            let max_age = c.max_age.as_ref().map(|_| self.duration(&c.max_age, &format!("{ck}.max_age"), Duration::ZERO));
+            let credentials = c.credentials.unwrap_or(false);
+            if let Some(l) = &list {
+                if credentials && l.entries.contains(&OriginPattern::Null) {
+                    self.err(format!("{ck}.origins"), "`null` with credentials: true would hand credentials to any sandboxed page");
+                }
+            }
+            Some(Cors {
+                origins: list?,
+                credentials,
+                methods,
+                headers: c.headers.iter().flatten().map(|t| t.0.to_ascii_lowercase()).collect(),
+                expose_headers: c.expose_headers.iter().flatten().map(|t| t.0.to_ascii_lowercase()).collect(),
+                max_age,
+                enforce: c.enforce.unwrap_or(false),
+            })
+        });
+        let websocket = r.websocket.as_ref().map(|w| {
+            let wk = format!("{key}.websocket");
+            let origins = w
+                .origins
+                .as_ref()
+                .and_then(|o| self.origins_ref(o, &format!("{wk}.origins"), origins));
+            let idle_timeout = w.idle_timeout.as_ref().map(|_| {
+                self.duration(
+                    &w.idle_timeout,
+                    &format!("{wk}.idle_timeout"),
+                    Duration::ZERO,
+                )
+            });
+            WebSocketSettings {
+                origins,
+                max_per_ip: w.max_per_ip,
+                max_per_subject: w.max_per_subject,
+                idle_timeout,
+                allow_missing_origin: w.allow_missing_origin.unwrap_or(false),
+            }
+        });
+        let max_body = match &r.max_body {
+            Some(_) => self.size(&r.max_body, &format!("{key}.max_body")),
+            None => default_max_body,
+        };
+        let rate_limit = match &r.rate_limit {
+            Some(rl) => self.rate_limit(rl, &format!("{key}.rate_limit"), false),
+            None => default_rate.clone(),
+        };
+        let upstream_timeout = r.upstream_timeout.as_ref().map(|_| {
+            self.duration(
+                &r.upstream_timeout,
+                &format!("{key}.upstream_timeout"),
+                Duration::ZERO,
+            )
+        });
+        let concurrency = r.concurrency.as_ref().map(|c| {
+            let ck = format!("{key}.concurrency");
+            if c.max_in_flight == 0 {
+                self.err(format!("{ck}.max_in_flight"), "must be at least 1");
+            }
+            Concurrency {
+                max_in_flight: c.max_in_flight,
+                queue: c.queue.unwrap_or(0),
+                queue_timeout: self.duration(
+                    &c.queue_timeout,
+                    &format!("{ck}.queue_timeout"),
+                    Duration::from_secs(30),
+                ),
+            }
+        });
+        Some(Route {
+            index,
+            name: r.name.0.clone(),
+            path: path?,
+            methods,
+            access,
+            auth: auth?,
+            require_claims,
+            cors,
+            websocket,
+            max_body,
+            rate_limit,
+            upstream_timeout,
+            concurrency,
+        })
+    }
+
+    fn route_path(&mut self, p: &str, key: &str) -> Option<String> {
+        match normalize_path(p) {
+            Ok(n) if n == p => Some(n),
+            Ok(n) => {
+                self.err(key, format!("write the path in normalized form: {n:?} (requests are matched after normalization)"));
+                None
+            }
+            Err(e) => {
+                self.err(key, format!("{p:?} is not a valid path: {}", e.0));
+                None
+            }
+        }
+    }
+}
+
+fn unreachable_hmac() -> jsonwebtoken::errors::Result<DecodingKey> {
+    Err(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into())
+}

@@ -1,0 +1,231 @@
+//! What the decision returns: a verdict, the reason code when it is a denial, and the trail of
+//! steps with the rule that decided each — the same value the proxy enforces, `explain` prints
+//! and the tests assert on.
+
+use std::net::IpAddr;
+
+use http::{HeaderName, HeaderValue};
+use serde::Serialize;
+
+use super::auth::Identity;
+
+/// Reason codes of `POLICY.md`; the JSON `error` field and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// 403: client IP refused by an `access` rule.
+    IpDenied,
+    /// 429: too many connections from one IP / subject.
+    TooManyConnections,
+    /// 400: ambiguous or malicious path.
+    BadPath,
+    /// 403: origin not allowed.
+    OriginDenied,
+    /// 403: preflight asked for a method/header not allowed.
+    PreflightDenied,
+    /// 405: path matched, method did not.
+    MethodNotAllowed,
+    /// 404: no route.
+    NoRoute,
+    /// 401: no usable credentials.
+    AuthRequired,
+    /// 401: JWT rejected.
+    TokenInvalid,
+    /// 401: basic credentials rejected.
+    CredentialsInvalid,
+    /// 403: claims do not satisfy `require.claims`.
+    InsufficientClaims,
+    /// 429: rate limited.
+    RateLimited,
+    /// 413: body too large.
+    BodyTooLarge,
+    /// 503: queue full.
+    QueueFull,
+    /// 503: waited too long in the queue.
+    QueueTimeout,
+    /// 502: upstream refused or failed.
+    UpstreamUnavailable,
+    /// 504: upstream too slow.
+    UpstreamTimeout,
+    /// 431: request head too large.
+    HeadersTooLarge,
+    /// 408: request head not received in time.
+    RequestTimeout,
+    /// 400: request could not be parsed.
+    BadRequest,
+}
+
+impl Reason {
+    /// The reason code as written in responses, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::IpDenied => "ip_denied",
+            Reason::TooManyConnections => "too_many_connections",
+            Reason::BadPath => "bad_path",
+            Reason::OriginDenied => "origin_denied",
+            Reason::PreflightDenied => "preflight_denied",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::NoRoute => "no_route",
+            Reason::AuthRequired => "auth_required",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::CredentialsInvalid => "credentials_invalid",
+            Reason::InsufficientClaims => "insufficient_claims",
+            Reason::RateLimited => "rate_limited",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::QueueFull => "queue_full",
+            Reason::QueueTimeout => "queue_timeout",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::HeadersTooLarge => "headers_too_large",
+            Reason::RequestTimeout => "request_timeout",
+            Reason::BadRequest => "bad_request",
+        }
+    }
+
+    /// The HTTP status for this reason.
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::BadPath | Reason::BadRequest => 400,
+            Reason::AuthRequired | Reason::TokenInvalid | Reason::CredentialsInvalid => 401,
+            Reason::IpDenied
+            | Reason::OriginDenied
+            | Reason::PreflightDenied
+            | Reason::InsufficientClaims => 403,
+            Reason::NoRoute => 404,
+            Reason::MethodNotAllowed => 405,
+            Reason::RequestTimeout => 408,
+            Reason::BodyTooLarge => 413,
+            Reason::TooManyConnections | Reason::RateLimited => 429,
+            Reason::HeadersTooLarge => 431,
+            Reason::UpstreamUnavailable => 502,
+            Reason::QueueFull | Reason::QueueTimeout => 503,
+            Reason::UpstreamTimeout => 504,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    /// Reason code.
+    pub reason: Reason,
+    /// Message for the client (never the precise auth cause).
+    pub message: String,
+    /// Extra response headers (`Allow`, `WWW-Authenticate`).
+    pub headers: Vec<(HeaderName, String)>,
+    /// Precise cause, for the log only.
+    pub cause: Option<String>,
+}
+
+impl Denial {
+    /// A denial with no extra headers or cause.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Denial {
+            reason,
+            message: message.into(),
+            headers: Vec::new(),
+            cause: None,
+        }
+    }
+}
+
+/// What to forward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// Normalized path.
+    pub path: String,
+    /// Query to forward (a `query:` token removed).
+    pub query: Option<String>,
+    /// Who authenticated, if the route has auth.
+    pub identity: Option<Identity>,
+    /// Claim headers to add (`forward_claims`).
+    pub claim_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Forward to the upstream (subject to the stateful limits).
+    Forward(Forward),
+    /// Refuse.
+    Deny(Denial),
+}
+
+/// One line of the trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Step name (`client_ip`, `access`, `path`, `route`, `auth`, …).
+    pub step: &'static str,
+    /// `pass`, `deny`, `skip` or `not evaluated`.
+    pub verdict: &'static str,
+    /// The rule that decided it, with its key path.
+    pub rule: String,
+}
+
+/// The trail of a decision; recording is off on the hot path and on for `explain`, the
+/// same code either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trail {
+    enabled: bool,
+    steps: Vec<Step>,
+}
+
+impl Trail {
+    /// A trail that records (`true`) or not.
+    pub fn new(enabled: bool) -> Self {
+        Trail {
+            enabled,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Records a step; the closure runs only when recording.
+    pub fn record(
+        &mut self,
+        step: &'static str,
+        verdict: &'static str,
+        rule: impl FnOnce() -> String,
+    ) {
+        if self.enabled {
+            self.steps.push(Step {
+                step,
+                verdict,
+                rule: rule(),
+            });
+        }
+    }
+
+    /// The recorded steps.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+}
+
+/// The result of evaluating one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Client IP per step 1.
+    pub client_ip: IpAddr,
+    /// Index of the chosen route, once one is chosen.
+    pub route: Option<usize>,
+    /// Verdict.
+    pub outcome: Outcome,
+    /// Steps.
+    pub trail: Trail,
+}
+
+impl Decision {
+    /// HTTP status: 200 for a forward, else the denial's.
+    pub fn status(&self) -> u16 {
+        match &self.outcome {
+            Outcome::Forward(_) => 200,
+            Outcome::Deny(d) => d.reason.status(),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The pure policy decision: compiled [`model::Policy`] + [`facts::RequestFacts`] in,
+//! [`decision::Decision`] out. No I/O, no Pingora types, no clock. The proxy, `gatehouse
+//! explain` and the tests all call [`evaluate::decide`] — one code path.
+
+pub mod auth;
+pub mod client_ip;
+pub mod decision;
+pub mod evaluate;
+pub mod explain;
+pub mod facts;
+pub mod model;
+pub mod origin;
+pub mod path;
+
+pub use decision::{Decision, Denial, Forward, Outcome, Reason};
+pub use evaluate::decide;
+pub use facts::RequestFacts;
+pub use model::Policy;

@@ -1,0 +1,220 @@
+//! Origins as `POLICY.md` defines them: `scheme://host[:port]`, default ports normalized, host
+//! compared case-insensitively, and anything else in an `Origin` header (a path, userinfo, a
+//! trailing dot) matching nothing. `https://*.example.com` matches one or more labels under
+//! `example.com` — never `example.com` itself, `evilexample.com` or `example.com.evil.com`:
+//! the match is on whole labels, anchored at both ends, never a substring or regex.
+
+/// A named list of allowed origins.
+#[derive(Debug, Clone)]
+pub struct OriginList {
+    /// Key path of the list (`origins.web-app`, or `routes[i].cors.origins` when inline).
+    pub key: String,
+    /// Entries, in file order.
+    pub entries: Vec<OriginPattern>,
+}
+
+impl OriginList {
+    /// The index of the first entry that matches the `Origin` header value, if any.
+    pub fn find(&self, header: &str) -> Option<usize> {
+        let origin = Origin::parse(header);
+        self.entries
+            .iter()
+            .position(|e| e.matches(header, origin.as_ref()))
+    }
+}
+
+/// A parsed, canonical origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses a serialized origin strictly; `None` for anything that is not exactly
+    /// `scheme://host[:port]` with an http or https scheme.
+    pub fn parse(text: &str) -> Option<Origin> {
+        let (scheme, rest) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let (host, port) = split_host_port(rest)?;
+        let port = match port {
+            Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
+            None => default_port,
+        };
+        let host = host.to_ascii_lowercase();
+        if !valid_host(&host) {
+            return None;
+        }
+        Some(Origin { scheme, host, port })
+    }
+}
+
+fn split_host_port(rest: &str) -> Option<(&str, Option<&str>)> {
+    if rest.is_empty() {
+        return None;
+    }
+    if rest.starts_with('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..=end];
+        let after = &rest[end + 1..];
+        return match after.strip_prefix(':') {
+            Some(p) => Some((host, Some(p))),
+            None if after.is_empty() => Some((host, None)),
+            None => None,
+        };
+    }
+    match rest.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p))),
+        None => Some((rest, None)),
+    }
+}
+
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// One entry of an origin list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
+    /// The literal `null` origin.
+    Null,
+    /// Exactly this origin.
+    Exact(Origin),
+    /// `scheme://*.suffix[:port]`: one or more labels under `suffix`.
+    Wildcard {
+        /// Scheme.
+        scheme: String,
+        /// The registrable part after `*.` (lowercase).
+        suffix: String,
+        /// Port (default port of the scheme when not written).
+        port: u16,
+    },
+}
+
+impl OriginPattern {
+    /// Parses a policy entry; the error is a message for the operator.
+    pub fn parse(text: &str) -> Result<OriginPattern, String> {
+        if text == "null" {
+            return Ok(OriginPattern::Null);
+        }
+        if let Some((scheme, rest)) = text.split_once("://*.") {
+            let probe = format!("{scheme}://{rest}");
+            let o = Origin::parse(&probe).ok_or_else(|| bad(text))?;
+            return Ok(OriginPattern::Wildcard {
+                scheme: o.scheme,
+                suffix: o.host,
+                port: o.port,
+            });
+        }
+        if text.contains('*') {
+            return Err(format!(
+                "{text:?}: a wildcard is only allowed as the whole first label, as in \"https://*.example.com\""
+            ));
+        }
+        Origin::parse(text)
+            .map(OriginPattern::Exact)
+            .ok_or_else(|| bad(text))
+    }
+
+    fn matches(&self, raw: &str, origin: Option<&Origin>) -> bool {
+        match (self, origin) {
+            (OriginPattern::Null, _) => raw == "null",
+            (OriginPattern::Exact(want), Some(o)) => want == o,
+            (
+                OriginPattern::Wildcard {
+                    scheme,
+                    suffix,
+                    port,
+                },
+                Some(o),
+            ) => {
+                o.scheme == *scheme
+                    && o.port == *port
+                    && o.host.len() > suffix.len() + 1
+                    && o.host.ends_with(suffix.as_str())
+                    && o.host.as_bytes()[o.host.len() - suffix.len() - 1] == b'.'
+            }
+            _ => false,
+        }
+    }
+}
+
+fn bad(text: &str) -> String {
+    format!("{text:?} is not an origin: expected scheme://host[:port] with http or https, or null")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn list(entries: &[&str]) -> OriginList {
+        OriginList {
+            key: "t".into(),
+            entries: entries
+                .iter()
+                .map(|e| OriginPattern::parse(e).unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exact_and_default_ports() {
+        let l = list(&["https://a.com", "http://localhost:3000"]);
+        assert!(l.find("https://a.com").is_some());
+        assert!(l.find("https://A.COM:443").is_some());
+        assert!(l.find("http://localhost:3000").is_some());
+        assert!(l.find("http://a.com").is_none());
+        assert!(l.find("https://a.com:8443").is_none());
+        for bad in [
+            "https://a.com/",
+            "https://u@a.com",
+            "https://a.com.",
+            "https://a.com/x",
+            "a.com",
+            "null",
+        ] {
+            assert!(l.find(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wildcard_is_anchored_on_labels() {
+        let l = list(&["https://*.example.com"]);
+        assert!(l.find("https://app.example.com").is_some());
+        assert!(l.find("https://a.b.example.com").is_some());
+        for bad in [
+            "https://example.com",
+            "https://evilexample.com",
+            "https://example.com.evil.com",
+            "http://app.example.com",
+            "https://.example.com",
+            "https://app.example.com:444",
+        ] {
+            assert!(l.find(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn null_only_when_listed() {
+        assert!(list(&["null"]).find("null").is_some());
+        assert!(OriginPattern::parse("https://a.*.com").is_err());
+        assert!(OriginPattern::parse("ftp://a.com").is_err());
+    }
+}

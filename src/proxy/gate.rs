@@ -1,0 +1,296 @@
+//! The `ProxyHttp` implementation: one request's life through Gatehouse.
+//!
+//! `request_filter` loads the policy snapshot, builds the facts, calls
+//! [`crate::policy::decide`] and either answers the denial or stores the verdict;
+//! `upstream_peer` picks timeouts (plain vs upgraded); `upstream_request_filter` rewrites what
+//! goes upstream; `response_filter` switches an upgraded connection to the WebSocket idle
+//! timeout; `fail_to_proxy` maps upstream failures to 502/504 JSON; `logging` writes the access
+//! log line and the metrics.
+
+use std::any::Any;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::Digest;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use super::headers::{rewrite, Hop};
+use super::respond;
+use crate::policy::client_ip::in_nets;
+use crate::policy::model::canonical;
+use crate::policy::{decide, Forward, Outcome, Policy, Reason, RequestFacts};
+use crate::runtime::Shared;
+
+/// Marker carried across keep-alive requests: "this connection served a request before".
+pub(crate) struct Reused;
+
+/// Set by the first hook that runs after the request head was read; the app wrapper's head
+/// timer checks it (see [`super::app`]).
+pub(crate) struct HeadSignal(pub(crate) Arc<AtomicBool>);
+
+/// Per-request state.
+pub struct Ctx {
+    policy: Option<Arc<Policy>>,
+    start: Instant,
+    request_id: String,
+    client_ip: Option<IpAddr>,
+    route: Option<usize>,
+    forward: Option<Forward>,
+    hop_websocket: bool,
+    denied: Option<(Reason, Option<String>)>,
+    ws_open: Option<WsOpen>,
+}
+
+/// Keeps `gatehouse_websockets_open` right however the connection ends.
+struct WsOpen(Arc<Shared>);
+
+impl Drop for WsOpen {
+    fn drop(&mut self) {
+        self.0.metrics.websockets_open.dec();
+    }
+}
+
+/// The proxy.
+pub struct Gate {
+    shared: Arc<Shared>,
+}
+
+impl Gate {
+    /// A proxy over the shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Gate { shared }
+    }
+
+    fn route_name(&self, ctx: &Ctx) -> String {
+        match (&ctx.policy, ctx.route) {
+            (Some(p), Some(i)) => p.routes.get(i).map_or_else(|| "-".into(), |r| r.name.clone()),
+            _ => "-".into(),
+        }
+    }
+
+    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason, message: &str, extra: &[(http::HeaderName, String)]) {
+        if let Err(e) = respond::deny(session, reason, message, &ctx.request_id, extra).await {
+            tracing::debug!(error = %e, "could not write the denial");
+        }
+        ctx.denied = Some((reason, ctx.denied.take().and_then(|d| d.1)));
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn secs_at_least_one(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+fn valid_request_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[async_trait]
+impl ProxyHttp for Gate {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            policy: None,
+            start: Instant::now(),
+            request_id: String::new(),
+            client_ip: None,
+            route: None,
+            forward: None,
+            hop_websocket: false,
+            denied: None,
+            ws_open: None,
+        }
+    }
+
+    fn persist_connection_context(&self, _session: &Session, _ctx: &Ctx) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(Reused))
+    }
+
+    fn on_connection_reuse(&self, _session: &mut Session, _ctx: &mut Ctx, prev: Box<dyn Any + Send + Sync>) {
+        if let Some(signal) = prev.downcast_ref::<HeadSignal>() {
+            signal.0.store(true, Ordering::Release);
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let policy = self.shared.policy();
+        let timeouts = policy.server.timeouts;
+        session.set_keepalive(Some(secs_at_least_one(timeouts.http_idle)));
+        // From here on the downstream reads are body reads: idle after http_idle.
+        session.set_read_timeout(Some(timeouts.http_idle));
+
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| canonical(a.ip()));
+        let req = session.req_header();
+        let peer_trusted = peer.is_some_and(|p| in_nets(&policy.server.trusted_proxies, p).is_some());
+        ctx.request_id = match req.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            Some(id) if peer_trusted && valid_request_id(id) => id.to_string(),
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        ctx.policy = Some(policy.clone());
+        let Some(peer) = peer else {
+            self.deny(session, ctx, Reason::BadRequest, "no client address", &[]).await;
+            return Ok(true);
+        };
+        let head_bytes = RequestFacts::measure_head(&req.method, req.raw_path(), &req.headers);
+        let facts = RequestFacts {
+            peer,
+            method: &req.method,
+            target: req.raw_path(),
+            headers: &req.headers,
+            head_bytes,
+            now: now_secs(),
+        };
+        let upgrade = facts.is_websocket_upgrade();
+        let decision = decide(&policy, &facts, false);
+        ctx.client_ip = Some(decision.client_ip);
+        ctx.route = decision.route;
+        match decision.outcome {
+            Outcome::Forward(fwd) => {
+                ctx.hop_websocket = upgrade
+                    && decision.route.and_then(|i| policy.routes.get(i)).is_some_and(|r| r.websocket.is_some());
+                ctx.forward = Some(fwd);
+                Ok(false)
+            }
+            Outcome::Deny(d) => {
+                ctx.denied = Some((d.reason, d.cause.clone()));
+                self.deny(session, ctx, d.reason, &d.message, &d.headers).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let policy = ctx.policy.clone().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let route = ctx.route.and_then(|i| policy.routes.get(i));
+        let t = policy.server.timeouts;
+        let mut peer = HttpPeer::new(policy.upstream.addr, false, String::new());
+        peer.options.connection_timeout = Some(policy.upstream.connect_timeout);
+        let read = if ctx.hop_websocket {
+            route.and_then(|r| r.websocket.as_ref()).and_then(|w| w.idle_timeout).unwrap_or(t.websocket_idle)
+        } else {
+            route.and_then(|r| r.upstream_timeout).unwrap_or(t.upstream_read)
+        };
+        peer.options.read_timeout = Some(read);
+        peer.options.write_timeout = Some(read);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let (Some(policy), Some(fwd), Some(client_ip)) = (&ctx.policy, &ctx.forward, ctx.client_ip) else {
+            return Err(Error::new(ErrorType::InternalError));
+        };
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| canonical(a.ip())).unwrap_or(client_ip);
+        let tls = session.digest().and_then(|d: &Digest| d.ssl_digest.as_ref()).is_some();
+        let hop = Hop {
+            peer,
+            peer_trusted: in_nets(&policy.server.trusted_proxies, peer).is_some(),
+            client_ip,
+            tls,
+            request_id: ctx.request_id.clone(),
+            websocket: ctx.hop_websocket,
+        };
+        rewrite(upstream, policy, fwd, &hop)
+    }
+
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if resp.status.as_u16() == 101 && ctx.hop_websocket {
+            let policy = ctx.policy.clone().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+            let idle = ctx
+                .route
+                .and_then(|i| policy.routes.get(i))
+                .and_then(|r| r.websocket.as_ref())
+                .and_then(|w| w.idle_timeout)
+                .unwrap_or(policy.server.timeouts.websocket_idle);
+            // Once upgraded, the WebSocket idle timeout replaces the HTTP ones.
+            session.set_read_timeout(Some(idle));
+            session.set_write_timeout(Some(idle));
+            self.shared.metrics.websockets_open.inc();
+            ctx.ws_open = Some(WsOpen(self.shared.clone()));
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        use ErrorType as T;
+        let reason = match (e.esource(), e.etype()) {
+            (_, T::HTTPStatus(code)) if *code == 408 => Some(Reason::RequestTimeout),
+            (ErrorSource::Upstream, T::ConnectTimedout | T::ReadTimedout | T::WriteTimedout | T::TLSHandshakeTimedout) => {
+                Some(Reason::UpstreamTimeout)
+            }
+            (ErrorSource::Upstream, _) => Some(Reason::UpstreamUnavailable),
+            (_, T::ConnectTimedout) => Some(Reason::UpstreamTimeout),
+            (_, T::ConnectRefused | T::ConnectNoRoute | T::ConnectError | T::ConnectionClosed) if ctx.forward.is_some() && session.response_written().is_none() => {
+                Some(Reason::UpstreamUnavailable)
+            }
+            (ErrorSource::Downstream, T::ReadTimedout) => Some(Reason::RequestTimeout),
+            (ErrorSource::Downstream, _) => None,
+            _ => Some(Reason::UpstreamUnavailable),
+        };
+        let code = match reason {
+            Some(r) if session.response_written().is_none() => {
+                let message = match r {
+                    Reason::UpstreamTimeout => "the upstream did not answer in time",
+                    Reason::RequestTimeout => "the request was not received in time",
+                    _ => "the upstream is unavailable",
+                };
+                ctx.denied = Some((r, Some(e.to_string())));
+                session.set_keepalive(None);
+                if let Err(err) = respond::deny(session, r, message, &ctx.request_id, &[]).await {
+                    tracing::debug!(error = %err, "could not write the error response");
+                }
+                r.status()
+            }
+            _ => 0,
+        };
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _error: &Error) -> bool {
+        // Upstream failures are logged once, by `logging`, with their reason code.
+        ctx.denied.is_some()
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = self.route_name(ctx);
+        let req = session.req_header();
+        let path = String::from_utf8_lossy(req.raw_path()).into_owned();
+        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
+        let metrics = &self.shared.metrics;
+        metrics.requests.with_label_values(&[route.as_str(), status.to_string().as_str()]).inc();
+        match &ctx.denied {
+            Some((reason, cause)) => {
+                metrics.denied.with_label_values(&[route.as_str(), reason.as_str()]).inc();
+                tracing::info!(
+                    target: "access",
+                    method = %req.method, path = %path, route = %route, status, client_ip = %client,
+                    duration_ms, request_id = %ctx.request_id, reason = reason.as_str(),
+                    cause = cause.as_deref().unwrap_or(""),
+                    "denied"
+                );
+            }
+            None => {
+                tracing::info!(
+                    target: "access",
+                    method = %req.method, path = %path, route = %route, status, client_ip = %client,
+                    duration_ms, request_id = %ctx.request_id, upgraded = ctx.ws_open.is_some(),
+                    error = e.map(|e| e.to_string()).unwrap_or_default(),
+                    "request"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Prometheus metrics, in a registry of our own (Pingora's default-registry metrics are
+//! exported beside them). Reason codes are the same strings as in responses and logs.
+
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// The metrics Gatehouse exports on the admin listener.
+pub struct Metrics {
+    registry: Registry,
+    /// `gatehouse_requests_total{route,status}`
+    pub requests: IntCounterVec,
+    /// `gatehouse_denied_total{route,reason}`
+    pub denied: IntCounterVec,
+    /// `gatehouse_policy_reload_total{result}`
+    pub reloads: IntCounterVec,
+    /// `gatehouse_websockets_open`
+    pub websockets_open: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric());
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let requests = counter("gatehouse_requests_total", "Requests answered, by route and status", &["route", "status"]);
+        let denied = counter("gatehouse_denied_total", "Requests denied, by route and reason code", &["route", "reason"]);
+        let reloads = counter("gatehouse_policy_reload_total", "Policy reloads, by result", &["result"]);
+        let websockets_open = IntGauge::new("gatehouse_websockets_open", "WebSockets currently open through the proxy")
+            .unwrap_or_else(|_| unreachable_gauge());
+        let _ = registry.register(Box::new(websockets_open.clone()));
+        Metrics { registry, requests, denied, reloads, websockets_open }
+    }
+
+    /// Text exposition of our metrics and Pingora's.
+    pub fn render(&self) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// Metric names and labels above are constants that are valid; these exist only so a
+// (impossible) registration failure cannot panic the proxy.
+fn unreachable_metric() -> IntCounterVec {
+    IntCounterVec::new(Opts::new("gatehouse_invalid", "invalid"), &["x"]).unwrap_or_else(|_| std::process::abort())
+}
+fn unreachable_gauge() -> IntGauge {
+    IntGauge::new("gatehouse_invalid_gauge", "invalid").unwrap_or_else(|_| std::process::abort())
+}

@@ -1,0 +1,8 @@
+//! State that outlives one request: the swappable policy snapshot and the metrics. The pure
+//! decision never sees this; the proxy reads a snapshot per request and records outcomes.
+
+pub mod metrics;
+pub mod snapshot;
+
+pub use metrics::Metrics;
+pub use snapshot::Shared;

@@ -1,0 +1,46 @@
+//! The live policy, swapped atomically with `arc-swap`: each request loads one `Arc<Policy>`
+//! at its start and keeps it to the end, so it sees one whole policy, old or new, even if a
+//! reload lands mid-request. Open WebSockets hold their snapshot and are never dropped by a swap.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::Metrics;
+use crate::policy::Policy;
+
+/// Everything the proxy, admin listener and reloader share.
+pub struct Shared {
+    policy: ArcSwap<Policy>,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    listening: AtomicBool,
+}
+
+impl Shared {
+    /// Starts with a loaded policy.
+    pub fn new(policy: Policy) -> Arc<Self> {
+        Arc::new(Shared { policy: ArcSwap::from_pointee(policy), metrics: Metrics::new(), listening: AtomicBool::new(false) })
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Swaps in a new policy.
+    pub fn swap(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// Marks the public listeners as accepting.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::Release);
+    }
+
+    /// Whether the public listeners accept connections.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+}
