@@ -1,1 +1,114 @@
-//! CLI
+//! The `gatehouse` command line: `run`, `check`, `explain`, `hash-password`. Each command
+//! reports errors with context and returns an exit code a script can use:
+//! 0 success, 1 invalid policy (or denied input), 2 usage or I/O errors, 3 start failure.
+
+pub mod check;
+pub mod explain;
+pub mod hash_password;
+pub mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Gatehouse: a reverse proxy that enforces one YAML policy file.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output format of `explain`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// A table.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Password hash algorithm.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// bcrypt (`$2b$`), as `htpasswd -B`.
+    Bcrypt,
+    /// argon2id.
+    Argon2id,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve: proxy to the upstream, enforcing the policy (hot-reloaded).
+    Run {
+        /// Policy file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Worker threads (default: the number of CPUs).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a policy file: print a summary, or every error (exit 1).
+    Check {
+        /// Policy file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+    },
+    /// Evaluate one request against the policy without serving it.
+    Explain {
+        /// Policy file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+        /// HTTP method.
+        method: String,
+        /// Request target (path and query), as the client would send it.
+        path: String,
+        /// TCP peer address (default 127.0.0.1).
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Read a password on stdin and print an htpasswd line (or just the hash).
+    HashPassword {
+        /// User name for the htpasswd line.
+        #[arg(long)]
+        user: Option<String>,
+        /// Hash algorithm.
+        #[arg(long, value_enum, default_value_t = HashAlgorithm::Bcrypt)]
+        algorithm: HashAlgorithm,
+        /// bcrypt cost (4–31).
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run { config, log_format, threads } => run::run(config, log_format, threads),
+        Command::Check { config } => check::check(&config),
+        Command::Explain { config, method, path, ip, headers, format } => {
+            explain::explain(&config, &method, &path, &ip, &headers, format)
+        }
+        Command::HashPassword { user, algorithm, cost } => hash_password::hash_password(user.as_deref(), algorithm, cost),
+    }
+}

@@ -70,7 +70,7 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Policy, C
                 Some(l) => (l.line(), l.column()),
                 None => locator.value(&path),
             };
-            let message = strip_location(&e.to_string());
+            let message = clean_message(&e.to_string(), &path);
             errors.push(ConfigError {
                 file: file.clone(),
                 line,
@@ -94,11 +94,19 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Policy, C
     }
 }
 
-/// serde_yaml appends " at line L column C" to messages; we print the location up front.
-fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+/// serde_yaml puts the path before and " at line L column C" after its messages; we print
+/// both up front, and name YAML shapes rather than our internal struct names.
+fn clean_message(msg: &str, path: &str) -> String {
+    let mut m = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    if let Some(rest) = m.strip_prefix(path).and_then(|r| r.strip_prefix(": ")) {
+        m = rest;
+    }
+    match m.find("expected struct Raw") {
+        Some(i) => format!("{}expected a mapping", &m[..i]),
+        None => m.to_string(),
     }
 }
 

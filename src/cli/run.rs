@@ -1,0 +1,44 @@
+//! `gatehouse run`: load the policy, set up logging, start serving.
+
+use std::path::PathBuf;
+
+use super::LogFormat;
+use crate::config;
+use crate::proxy::server;
+use crate::runtime::Shared;
+
+/// Serves until stopped; returns an exit code only when it could not start.
+pub fn run(config_path: PathBuf, log_format: LogFormat, threads: Option<usize>) -> i32 {
+    init_logging(log_format);
+    let policy = match config::load(&config_path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("gatehouse: the policy has errors; not starting");
+            return 1;
+        }
+    };
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let shared = Shared::new(policy);
+    match server::run(config_path, shared, threads) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
