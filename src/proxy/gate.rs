@@ -235,6 +235,7 @@ impl ProxyHttp for Gate {
                 Some(Reason::UpstreamUnavailable)
             }
             (ErrorSource::Downstream, T::ReadTimedout) => Some(Reason::RequestTimeout),
+            (ErrorSource::Downstream, T::InvalidHTTPHeader) => Some(Reason::BadRequest),
             (ErrorSource::Downstream, _) => None,
             _ => Some(Reason::UpstreamUnavailable),
         };
@@ -243,6 +244,7 @@ impl ProxyHttp for Gate {
                 let message = match r {
                     Reason::UpstreamTimeout => "the upstream did not answer in time",
                     Reason::RequestTimeout => "the request was not received in time",
+                    Reason::BadRequest => "malformed request",
                     _ => "the upstream is unavailable",
                 };
                 ctx.denied = Some((r, Some(e.to_string())));
@@ -266,7 +268,9 @@ impl ProxyHttp for Gate {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = self.route_name(ctx);
         let req = session.req_header();
-        let path = String::from_utf8_lossy(req.raw_path()).into_owned();
+        // The path only: a query string may carry a token (`query:` sources) or other secrets.
+        let raw = req.raw_path();
+        let path = String::from_utf8_lossy(raw.split(|b| *b == b'?').next().unwrap_or(raw)).into_owned();
         let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         let duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
         let metrics = &self.shared.metrics;
