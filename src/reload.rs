@@ -38,8 +38,12 @@ impl Reloader {
         let before = self.shared.policy();
         match config::load(&self.path) {
             Ok(policy) => {
-                if policy.server.listeners != before.server.listeners || policy.server.admin != before.server.admin {
-                    tracing::warn!("listener addresses changed in the policy: they take effect on restart");
+                if policy.server.listeners != before.server.listeners
+                    || policy.server.admin != before.server.admin
+                {
+                    tracing::warn!(
+                        "listener addresses changed in the policy: they take effect on restart"
+                    );
                 }
                 self.shared.swap(policy);
                 self.shared.metrics.reloads.with_label_values(&["ok"]).inc();
@@ -47,7 +51,11 @@ impl Reloader {
                 true
             }
             Err(errors) => {
-                self.shared.metrics.reloads.with_label_values(&["error"]).inc();
+                self.shared
+                    .metrics
+                    .reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::error!(file = %self.path.display(), "policy reload failed; the running policy stays in force:\n{errors}");
                 false
             }
@@ -56,15 +64,21 @@ impl Reloader {
 
     fn watched(&self) -> HashSet<PathBuf> {
         let p = self.shared.policy();
-        let mut set: HashSet<PathBuf> =
-            p.watched_files.iter().map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone())).collect();
+        let mut set: HashSet<PathBuf> = p
+            .watched_files
+            .iter()
+            .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+            .collect();
         set.insert(self.path.clone());
         set
     }
 }
 
 fn dirs(files: &HashSet<PathBuf>) -> HashSet<PathBuf> {
-    files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect()
+    files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect()
 }
 
 #[async_trait]
@@ -78,7 +92,10 @@ impl BackgroundService for Reloader {
                 if ev.kind.is_access() {
                     return;
                 }
-                let relevant = filter.lock().map(|set| ev.paths.iter().any(|p| set.contains(p))).unwrap_or(true);
+                let relevant = filter
+                    .lock()
+                    .map(|set| ev.paths.iter().any(|p| set.contains(p)))
+                    .unwrap_or(true);
                 if relevant {
                     let _ = tx.send(());
                 }
@@ -92,7 +109,8 @@ impl BackgroundService for Reloader {
             }
         };
         let mut watched_dirs = HashSet::new();
-        let mut rewatch = |watcher: &mut Option<notify::RecommendedWatcher>, set: &HashSet<PathBuf>| {
+        let mut rewatch = |watcher: &mut Option<notify::RecommendedWatcher>,
+                           set: &HashSet<PathBuf>| {
             if let Some(w) = watcher {
                 for d in dirs(set) {
                     if !watched_dirs.contains(&d) {
@@ -100,7 +118,9 @@ impl BackgroundService for Reloader {
                             Ok(()) => {
                                 watched_dirs.insert(d);
                             }
-                            Err(e) => tracing::warn!(dir = %d.display(), error = %e, "cannot watch folder"),
+                            Err(e) => {
+                                tracing::warn!(dir = %d.display(), error = %e, "cannot watch folder")
+                            }
                         }
                     }
                 }
@@ -121,12 +141,7 @@ impl BackgroundService for Reloader {
                 got = rx.recv() => {
                     if got.is_none() { break; }
                     // Debounce: wait until the files have been quiet for a moment.
-                    loop {
-                        match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                            Ok(Some(())) => continue,
-                            _ => break,
-                        }
-                    }
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
                     self.reload();
                 }
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending::<()>().await } } => {

@@ -16,7 +16,11 @@ pub fn check(path: &Path) -> i32 {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("{}: {} error(s); the policy was not accepted", path.display(), errors.0.len());
+            eprintln!(
+                "{}: {} error(s); the policy was not accepted",
+                path.display(),
+                errors.0.len()
+            );
             1
         }
     }
@@ -26,7 +30,11 @@ pub fn check(path: &Path) -> i32 {
 pub fn summary(p: &Policy) -> String {
     let mut out = format!("{}: OK\n", p.file.display());
     for l in &p.server.listeners {
-        out.push_str(&format!("  listen    {}{}\n", l.addr, if l.tls.is_some() { " (TLS)" } else { "" }));
+        out.push_str(&format!(
+            "  listen    {}{}\n",
+            l.addr,
+            if l.tls.is_some() { " (TLS)" } else { "" }
+        ));
     }
     if let Some(a) = p.server.admin {
         out.push_str(&format!("  admin     {a}\n"));
@@ -76,7 +84,11 @@ pub fn summary(p: &Policy) -> String {
         out.push_str(&format!(
             "  route     {:<12} {m} [{methods}] auth={auth}{}\n",
             r.name,
-            if controls.is_empty() { String::new() } else { format!(" {}", controls.join(" ")) }
+            if controls.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", controls.join(" "))
+            }
         ));
     }
     out

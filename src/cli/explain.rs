@@ -13,7 +13,14 @@ use crate::policy::explain::{to_json, to_text};
 use crate::policy::{decide, RequestFacts};
 
 /// Exit 0 whatever the decision; 1 for an invalid policy; 2 for bad arguments.
-pub fn explain(config_path: &Path, method: &str, path: &str, ip: &str, headers: &[String], format: OutputFormat) -> i32 {
+pub fn explain(
+    config_path: &Path,
+    method: &str,
+    path: &str,
+    ip: &str,
+    headers: &[String],
+    format: OutputFormat,
+) -> i32 {
     let policy = match config::load(config_path) {
         Ok(p) => p,
         Err(e) => {
@@ -35,7 +42,10 @@ pub fn explain(config_path: &Path, method: &str, path: &str, ip: &str, headers: 
             eprintln!("error: -H {h:?}: expected 'Name: value'");
             return 2;
         };
-        match (HeaderName::from_bytes(name.trim().as_bytes()), HeaderValue::from_str(value.trim())) {
+        match (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
             (Ok(n), Ok(v)) => {
                 map.append(n, v);
             }
@@ -45,7 +55,9 @@ pub fn explain(config_path: &Path, method: &str, path: &str, ip: &str, headers: 
             }
         }
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let facts = RequestFacts {
         peer,
         method: &method,

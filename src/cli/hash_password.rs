@@ -20,7 +20,10 @@ pub fn hash_password(user: Option<&str>, algorithm: HashAlgorithm, cost: u32) ->
         rpassword::prompt_password("Password: ")
     } else {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map(|_| line.trim_end_matches(['\r', '\n']).to_string())
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map(|_| line.trim_end_matches(['\r', '\n']).to_string())
     };
     let password = match password {
         Ok(p) if !p.is_empty() => p,
@@ -37,7 +40,10 @@ pub fn hash_password(user: Option<&str>, algorithm: HashAlgorithm, cost: u32) ->
         HashAlgorithm::Bcrypt => bcrypt::hash(password.as_bytes(), cost).map_err(|e| e.to_string()),
         HashAlgorithm::Argon2id => {
             let salt = SaltString::generate(&mut OsRng);
-            Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| e.to_string())
         }
     };
     match hash {

@@ -104,11 +104,24 @@ pub enum Command {
 /// Runs the parsed command and returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     match cli.command {
-        Command::Run { config, log_format, threads } => run::run(config, log_format, threads),
+        Command::Run {
+            config,
+            log_format,
+            threads,
+        } => run::run(config, log_format, threads),
         Command::Check { config } => check::check(&config),
-        Command::Explain { config, method, path, ip, headers, format } => {
-            explain::explain(&config, &method, &path, &ip, &headers, format)
-        }
-        Command::HashPassword { user, algorithm, cost } => hash_password::hash_password(user.as_deref(), algorithm, cost),
+        Command::Explain {
+            config,
+            method,
+            path,
+            ip,
+            headers,
+            format,
+        } => explain::explain(&config, &method, &path, &ip, &headers, format),
+        Command::HashPassword {
+            user,
+            algorithm,
+            cost,
+        } => hash_password::hash_password(user.as_deref(), algorithm, cost),
     }
 }

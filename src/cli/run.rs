@@ -18,7 +18,8 @@ pub fn run(config_path: PathBuf, log_format: LogFormat, threads: Option<usize>) 
             return 1;
         }
     };
-    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let shared = Shared::new(policy);
     match server::run(config_path, shared, threads) {
         Ok(()) => 0,
@@ -30,8 +31,9 @@ pub fn run(config_path: PathBuf, log_format: LogFormat, threads: Option<usize>) 
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -473,7 +473,7 @@ impl<'a> Compiler<'a> {
             );
         }
         let kind = match (&raw.jwt, &raw.basic) {
-            (Some(j), None) => AuthKind::Jwt(self.jwt(j, &format!("{key}.jwt"))?),
+            (Some(j), None) => AuthKind::Jwt(Box::new(self.jwt(j, &format!("{key}.jwt"))?)),
             (None, Some(b)) => AuthKind::Basic(self.basic(b, &format!("{key}.basic"))?),
             _ => {
                 self.err(&key, "a provider has exactly one of `jwt:` or `basic:`");
@@ -648,10 +648,10 @@ impl<'a> Compiler<'a> {
                 Some(TokenSource::Header)
             } else if let Some(n) = t.0.strip_prefix("cookie:").filter(|n| !n.is_empty()) {
                 Some(TokenSource::Cookie(n.to_string()))
-            } else if let Some(n) = t.0.strip_prefix("query:").filter(|n| !n.is_empty()) {
-                Some(TokenSource::Query(n.to_string()))
             } else {
-                None
+                t.0.strip_prefix("query:")
+                    .filter(|n| !n.is_empty())
+                    .map(|n| TokenSource::Query(n.to_string()))
             };
             match src {
                 Some(s) => token_sources.push(s),

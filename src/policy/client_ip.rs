@@ -44,9 +44,7 @@ pub fn parse_forwarded_element(s: &str) -> Option<IpAddr> {
     }
     let (host, port) = s.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
-    host.parse::<std::net::Ipv4Addr>()
-        .ok()
-        .map(|v4| IpAddr::V4(v4))
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// The `X-Forwarded-For` elements, in order, over every such header line.
@@ -81,12 +79,14 @@ pub fn client_ip(peer: IpAddr, trusted: &[IpNet], headers: &HeaderMap) -> Client
     for element in chain.iter().rev() {
         match parse_forwarded_element(element) {
             Some(ip) if in_nets(trusted, ip).is_some() => last_trusted = ip,
-            Some(ip) => return ClientIp {
-                ip,
-                how: format!(
+            Some(ip) => {
+                return ClientIp {
+                    ip,
+                    how: format!(
                     "X-Forwarded-For via trusted peer {peer}: first untrusted hop from the right"
                 ),
-            },
+                }
+            }
             None => {
                 return ClientIp {
                     ip: last_trusted,
@@ -149,5 +149,20 @@ mod tests {
             client_ip(ip("::ffff:10.0.0.1"), &trusted, &xff("[2001:db8::1]:443")).ip,
             ip("2001:db8::1")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn forwarded_parsing_never_panics(s in "\\PC{0,80}") {
+            let _ = parse_forwarded_element(&s);
+            if let Ok(v) = HeaderValue::from_str(&s) {
+                let mut h = HeaderMap::new();
+                h.append("x-forwarded-for", v);
+                let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+                let _ = client_ip(ip("10.1.1.1"), &trusted, &h);
+                // An untrusted peer is the client whatever the header says.
+                proptest::prop_assert_eq!(client_ip(ip("192.0.2.9"), &trusted, &h).ip, ip("192.0.2.9"));
+            }
+        }
     }
 }

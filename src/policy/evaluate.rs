@@ -177,7 +177,7 @@ fn evaluate(
     // 8. Origins: WebSocket upgrades on routes with websocket.origins; cors.enforce.
     let upgrade = facts.is_websocket_upgrade();
     if let Err(o) = check_origin(route, facts, upgrade, trail) {
-        return (rid, o);
+        return (rid, *o);
     }
 
     // 9. Auth.
@@ -316,7 +316,7 @@ fn check_origin(
     facts: &RequestFacts<'_>,
     upgrade: bool,
     trail: &mut Trail,
-) -> Result<(), Outcome> {
+) -> Result<(), Box<Outcome>> {
     let origin = facts
         .headers
         .get(http::header::ORIGIN)
@@ -337,10 +337,10 @@ fn check_origin(
                                 route.key()
                             )
                         });
-                        return Err(deny(
+                        return Err(Box::new(deny(
                             Reason::OriginDenied,
                             "a WebSocket upgrade must send an allowed Origin",
-                        ));
+                        )));
                     }
                     Some(o) => match list.find(o) {
                         Some(i) => trail.record("origin", "pass", || {
@@ -350,7 +350,7 @@ fn check_origin(
                             trail.record("origin", "deny", || {
                                 format!("{o:?} is not on {}", list.key)
                             });
-                            return Err(deny(Reason::OriginDenied, "origin not allowed"));
+                            return Err(Box::new(deny(Reason::OriginDenied, "origin not allowed")));
                         }
                     },
                 }
@@ -371,7 +371,7 @@ fn check_origin(
                         route.key()
                     )
                 });
-                return Err(deny(Reason::OriginDenied, "origin not allowed"));
+                return Err(Box::new(deny(Reason::OriginDenied, "origin not allowed")));
             }
             None => trail.record("origin", "pass", || {
                 format!(

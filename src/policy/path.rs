@@ -214,8 +214,31 @@ mod tests {
             "/a/b"
         );
         assert_eq!(normalize_target(b"HTTP://h.example").unwrap().path, "/");
-        assert_eq!(normalize_target(b"/a/../b#frag/../../x").unwrap().path, "/b");
+        assert_eq!(
+            normalize_target(b"/a/../b#frag/../../x").unwrap().path,
+            "/b"
+        );
         assert!(normalize_target(b"*").is_err());
         assert!(normalize_target(b"/caf\xc3\xa9").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalization_is_idempotent_and_never_panics(s in "[/a-zA-Z0-9%._~;\\\\-]{0,48}") {
+            if let Ok(n) = normalize_path(&format!("/{s}")) {
+                proptest::prop_assert_eq!(normalize_path(&n), Ok(n.clone()));
+                proptest::prop_assert!(n.starts_with('/'));
+                proptest::prop_assert!(!n.contains("//"));
+                proptest::prop_assert!(!n.split('/').any(|seg| seg == ".." || seg == "."));
+                proptest::prop_assert!(!n.to_ascii_lowercase().contains("%2f") && !n.contains('\\'));
+            }
+        }
+
+        #[test]
+        fn arbitrary_targets_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            if let Ok(t) = normalize_target(&b) {
+                proptest::prop_assert_eq!(normalize_path(&t.path), Ok(t.path.clone()));
+            }
+        }
     }
 }

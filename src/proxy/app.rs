@@ -15,8 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
-use pingora::server::ShutdownWatch;
 use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
 
 use super::gate::{Gate, HeadSignal, Reused};
 use crate::runtime::Shared;
@@ -30,7 +30,10 @@ pub struct GateApp {
 impl GateApp {
     /// Wraps a built proxy.
     pub fn new(inner: HttpProxy<Gate>, shared: Arc<Shared>) -> Self {
-        GateApp { inner: Arc::new(inner), shared }
+        GateApp {
+            inner: Arc::new(inner),
+            shared,
+        }
     }
 }
 
@@ -42,7 +45,9 @@ impl HttpServerApp for GateApp {
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let t = self.shared.policy().server.timeouts;
-        let reused = session.take_connection_user_context().is_some_and(|c| c.downcast_ref::<Reused>().is_some());
+        let reused = session
+            .take_connection_user_context()
+            .is_some_and(|c| c.downcast_ref::<Reused>().is_some());
         let head_done = Arc::new(AtomicBool::new(false));
         session.set_connection_user_context(Some(Box::new(HeadSignal(head_done.clone()))));
         let budget = if reused {

@@ -52,12 +52,26 @@ pub fn check(addr: SocketAddr, what: &str) -> Result<(), BindError> {
             let holder = listeners::get_process_by_port(addr.port(), listeners::Protocol::TCP)
                 .map(|p| format!(" (held by {}, pid {})", p.name, p.pid))
                 .unwrap_or_default();
-            Err(BindError::InUse { addr, what: what.to_string(), holder })
+            Err(BindError::InUse {
+                addr,
+                what: what.to_string(),
+                holder,
+            })
         }
         Err(e) if e.kind() == ErrorKind::PermissionDenied && addr.port() < 1024 => {
-            let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "gatehouse".into());
-            Err(BindError::Privileged { addr, what: what.to_string(), exe })
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "gatehouse".into());
+            Err(BindError::Privileged {
+                addr,
+                what: what.to_string(),
+                exe,
+            })
         }
-        Err(source) => Err(BindError::Other { addr, what: what.to_string(), source }),
+        Err(source) => Err(BindError::Other {
+            addr,
+            what: what.to_string(),
+            source,
+        }),
     }
 }

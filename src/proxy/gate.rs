@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::Digest;
-use pingora::upstreams::peer::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
 
 use super::headers::{rewrite, Hop};
 use super::respond;
@@ -69,12 +69,22 @@ impl Gate {
 
     fn route_name(&self, ctx: &Ctx) -> String {
         match (&ctx.policy, ctx.route) {
-            (Some(p), Some(i)) => p.routes.get(i).map_or_else(|| "-".into(), |r| r.name.clone()),
+            (Some(p), Some(i)) => p
+                .routes
+                .get(i)
+                .map_or_else(|| "-".into(), |r| r.name.clone()),
             _ => "-".into(),
         }
     }
 
-    async fn deny(&self, session: &mut Session, ctx: &mut Ctx, reason: Reason, message: &str, extra: &[(http::HeaderName, String)]) {
+    async fn deny(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        reason: Reason,
+        message: &str,
+        extra: &[(http::HeaderName, String)],
+    ) {
         if let Err(e) = respond::deny(session, reason, message, &ctx.request_id, extra).await {
             tracing::debug!(error = %e, "could not write the denial");
         }
@@ -83,7 +93,9 @@ impl Gate {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn secs_at_least_one(d: Duration) -> u64 {
@@ -112,11 +124,20 @@ impl ProxyHttp for Gate {
         }
     }
 
-    fn persist_connection_context(&self, _session: &Session, _ctx: &Ctx) -> Option<Box<dyn Any + Send + Sync>> {
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        _ctx: &Ctx,
+    ) -> Option<Box<dyn Any + Send + Sync>> {
         Some(Box::new(Reused))
     }
 
-    fn on_connection_reuse(&self, _session: &mut Session, _ctx: &mut Ctx, prev: Box<dyn Any + Send + Sync>) {
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        prev: Box<dyn Any + Send + Sync>,
+    ) {
         if let Some(signal) = prev.downcast_ref::<HeadSignal>() {
             signal.0.store(true, Ordering::Release);
         }
@@ -129,16 +150,25 @@ impl ProxyHttp for Gate {
         // From here on the downstream reads are body reads: idle after http_idle.
         session.set_read_timeout(Some(timeouts.http_idle));
 
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| canonical(a.ip()));
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| canonical(a.ip()));
         let req = session.req_header();
-        let peer_trusted = peer.is_some_and(|p| in_nets(&policy.server.trusted_proxies, p).is_some());
-        ctx.request_id = match req.headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        let peer_trusted =
+            peer.is_some_and(|p| in_nets(&policy.server.trusted_proxies, p).is_some());
+        ctx.request_id = match req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(id) if peer_trusted && valid_request_id(id) => id.to_string(),
             _ => uuid::Uuid::new_v4().to_string(),
         };
         ctx.policy = Some(policy.clone());
         let Some(peer) = peer else {
-            self.deny(session, ctx, Reason::BadRequest, "no client address", &[]).await;
+            self.deny(session, ctx, Reason::BadRequest, "no client address", &[])
+                .await;
             return Ok(true);
         };
         let head_bytes = RequestFacts::measure_head(&req.method, req.raw_path(), &req.headers);
@@ -157,28 +187,40 @@ impl ProxyHttp for Gate {
         match decision.outcome {
             Outcome::Forward(fwd) => {
                 ctx.hop_websocket = upgrade
-                    && decision.route.and_then(|i| policy.routes.get(i)).is_some_and(|r| r.websocket.is_some());
+                    && decision
+                        .route
+                        .and_then(|i| policy.routes.get(i))
+                        .is_some_and(|r| r.websocket.is_some());
                 ctx.forward = Some(fwd);
                 Ok(false)
             }
             Outcome::Deny(d) => {
                 ctx.denied = Some((d.reason, d.cause.clone()));
-                self.deny(session, ctx, d.reason, &d.message, &d.headers).await;
+                self.deny(session, ctx, d.reason, &d.message, &d.headers)
+                    .await;
                 Ok(true)
             }
         }
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let policy = ctx.policy.clone().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+        let policy = ctx
+            .policy
+            .clone()
+            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         let route = ctx.route.and_then(|i| policy.routes.get(i));
         let t = policy.server.timeouts;
         let mut peer = HttpPeer::new(policy.upstream.addr, false, String::new());
         peer.options.connection_timeout = Some(policy.upstream.connect_timeout);
         let read = if ctx.hop_websocket {
-            route.and_then(|r| r.websocket.as_ref()).and_then(|w| w.idle_timeout).unwrap_or(t.websocket_idle)
+            route
+                .and_then(|r| r.websocket.as_ref())
+                .and_then(|w| w.idle_timeout)
+                .unwrap_or(t.websocket_idle)
         } else {
-            route.and_then(|r| r.upstream_timeout).unwrap_or(t.upstream_read)
+            route
+                .and_then(|r| r.upstream_timeout)
+                .unwrap_or(t.upstream_read)
         };
         peer.options.read_timeout = Some(read);
         peer.options.write_timeout = Some(read);
@@ -186,12 +228,25 @@ impl ProxyHttp for Gate {
         Ok(Box::new(peer))
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
-        let (Some(policy), Some(fwd), Some(client_ip)) = (&ctx.policy, &ctx.forward, ctx.client_ip) else {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(policy), Some(fwd), Some(client_ip)) = (&ctx.policy, &ctx.forward, ctx.client_ip)
+        else {
             return Err(Error::new(ErrorType::InternalError));
         };
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| canonical(a.ip())).unwrap_or(client_ip);
-        let tls = session.digest().and_then(|d: &Digest| d.ssl_digest.as_ref()).is_some();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| canonical(a.ip()))
+            .unwrap_or(client_ip);
+        let tls = session
+            .digest()
+            .and_then(|d: &Digest| d.ssl_digest.as_ref())
+            .is_some();
         let hop = Hop {
             peer,
             peer_trusted: in_nets(&policy.server.trusted_proxies, peer).is_some(),
@@ -203,10 +258,18 @@ impl ProxyHttp for Gate {
         rewrite(upstream, policy, fwd, &hop)
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         if resp.status.as_u16() == 101 && ctx.hop_websocket {
-            let policy = ctx.policy.clone().ok_or_else(|| Error::new(ErrorType::InternalError))?;
+            let policy = ctx
+                .policy
+                .clone()
+                .ok_or_else(|| Error::new(ErrorType::InternalError))?;
             let idle = ctx
                 .route
                 .and_then(|i| policy.routes.get(i))
@@ -226,12 +289,15 @@ impl ProxyHttp for Gate {
         use ErrorType as T;
         let reason = match (e.esource(), e.etype()) {
             (_, T::HTTPStatus(code)) if *code == 408 => Some(Reason::RequestTimeout),
-            (ErrorSource::Upstream, T::ConnectTimedout | T::ReadTimedout | T::WriteTimedout | T::TLSHandshakeTimedout) => {
-                Some(Reason::UpstreamTimeout)
-            }
+            (
+                ErrorSource::Upstream,
+                T::ConnectTimedout | T::ReadTimedout | T::WriteTimedout | T::TLSHandshakeTimedout,
+            ) => Some(Reason::UpstreamTimeout),
             (ErrorSource::Upstream, _) => Some(Reason::UpstreamUnavailable),
             (_, T::ConnectTimedout) => Some(Reason::UpstreamTimeout),
-            (_, T::ConnectRefused | T::ConnectNoRoute | T::ConnectError | T::ConnectionClosed) if ctx.forward.is_some() && session.response_written().is_none() => {
+            (_, T::ConnectRefused | T::ConnectNoRoute | T::ConnectError | T::ConnectionClosed)
+                if ctx.forward.is_some() && session.response_written().is_none() =>
+            {
                 Some(Reason::UpstreamUnavailable)
             }
             (ErrorSource::Downstream, T::ReadTimedout) => Some(Reason::RequestTimeout),
@@ -256,7 +322,10 @@ impl ProxyHttp for Gate {
             }
             _ => 0,
         };
-        FailToProxy { error_code: code, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _error: &Error) -> bool {
@@ -270,14 +339,21 @@ impl ProxyHttp for Gate {
         let req = session.req_header();
         // The path only: a query string may carry a token (`query:` sources) or other secrets.
         let raw = req.raw_path();
-        let path = String::from_utf8_lossy(raw.split(|b| *b == b'?').next().unwrap_or(raw)).into_owned();
+        let path =
+            String::from_utf8_lossy(raw.split(|b| *b == b'?').next().unwrap_or(raw)).into_owned();
         let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         let duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
         let metrics = &self.shared.metrics;
-        metrics.requests.with_label_values(&[route.as_str(), status.to_string().as_str()]).inc();
+        metrics
+            .requests
+            .with_label_values(&[route.as_str(), status.to_string().as_str()])
+            .inc();
         match &ctx.denied {
             Some((reason, cause)) => {
-                metrics.denied.with_label_values(&[route.as_str(), reason.as_str()]).inc();
+                metrics
+                    .denied
+                    .with_label_values(&[route.as_str(), reason.as_str()])
+                    .inc();
                 tracing::info!(
                     target: "access",
                     method = %req.method, path = %path, route = %route, status, client_ip = %client,

@@ -15,8 +15,15 @@ use pingora::prelude::*;
 use crate::policy::client_ip::forwarded_chain;
 use crate::policy::{Forward, Policy};
 
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+];
 
 /// Facts about the connection the rewrite needs.
 pub struct Hop {
@@ -40,8 +47,12 @@ pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Ho
         Some(q) => format!("{}?{q}", fwd.path),
         None => fwd.path.clone(),
     };
-    let uri = http::Uri::try_from(target.as_str())
-        .map_err(|e| Error::explain(ErrorType::InternalError, format!("normalized target is not a URI: {e}")))?;
+    let uri = http::Uri::try_from(target.as_str()).map_err(|e| {
+        Error::explain(
+            ErrorType::InternalError,
+            format!("normalized target is not a URI: {e}"),
+        )
+    })?;
     req.set_uri(uri);
 
     // Hop-by-hop: the names listed in Connection, then the fixed set.
@@ -78,17 +89,26 @@ pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Ho
 
     // Forwarding headers.
     let xff = if hop.peer_trusted {
-        let mut chain: Vec<String> = forwarded_chain(&req.headers).into_iter().map(str::to_string).collect();
+        let mut chain: Vec<String> = forwarded_chain(&req.headers)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         chain.push(hop.peer.to_string());
         chain.join(", ")
     } else {
         hop.peer.to_string()
     };
     req.insert_header(HeaderName::from_static("x-forwarded-for"), xff)?;
-    req.insert_header(HeaderName::from_static("x-real-ip"), hop.client_ip.to_string())?;
+    req.insert_header(
+        HeaderName::from_static("x-real-ip"),
+        hop.client_ip.to_string(),
+    )?;
     let keep = |req: &RequestHeader, name: &str| hop.peer_trusted && req.headers.contains_key(name);
     if !keep(req, "x-forwarded-proto") {
-        req.insert_header(HeaderName::from_static("x-forwarded-proto"), if hop.tls { "https" } else { "http" })?;
+        req.insert_header(
+            HeaderName::from_static("x-forwarded-proto"),
+            if hop.tls { "https" } else { "http" },
+        )?;
     }
     if !keep(req, "x-forwarded-host") {
         match req.headers.get(http::header::HOST).cloned() {
@@ -100,6 +120,9 @@ pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Ho
             }
         }
     }
-    req.insert_header(HeaderName::from_static("x-request-id"), hop.request_id.as_str())?;
+    req.insert_header(
+        HeaderName::from_static("x-request-id"),
+        hop.request_id.as_str(),
+    )?;
     Ok(())
 }

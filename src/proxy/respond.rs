@@ -41,9 +41,13 @@ pub async fn deny(
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session.write_response_header(Box::new(resp), head_only).await?;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
     }
     Ok(())
 }

@@ -59,24 +59,43 @@ pub fn run(policy_path: PathBuf, shared: Arc<Shared>, threads: usize) -> Result<
         match &l.tls {
             None => public.add_tcp(&addr),
             Some(tls) => public
-                .add_tls(&addr, &tls.cert.to_string_lossy(), &tls.key.to_string_lossy())
-                .map_err(|e| StartError::Tls { addr: addr.clone(), message: e.to_string() })?,
+                .add_tls(
+                    &addr,
+                    &tls.cert.to_string_lossy(),
+                    &tls.key.to_string_lossy(),
+                )
+                .map_err(|e| StartError::Tls {
+                    addr: addr.clone(),
+                    message: e.to_string(),
+                })?,
         }
     }
     server.add_service(public);
 
     if let Some(admin_addr) = policy.server.admin {
-        let mut admin = Service::new("gatehouse admin".to_string(), HttpServer::new_app(AdminApp::new(shared.clone())));
+        let mut admin = Service::new(
+            "gatehouse admin".to_string(),
+            HttpServer::new_app(AdminApp::new(shared.clone())),
+        );
         admin.add_tcp(&admin_addr.to_string());
         server.add_service(admin);
     }
-    server.add_service(background_service("policy reload", Reloader::new(policy_path, shared.clone())));
+    server.add_service(background_service(
+        "policy reload",
+        Reloader::new(policy_path, shared.clone()),
+    ));
 
     let listeners: Vec<String> = policy
         .server
         .listeners
         .iter()
-        .map(|l| format!("{}://{}", if l.tls.is_some() { "https" } else { "http" }, l.addr))
+        .map(|l| {
+            format!(
+                "{}://{}",
+                if l.tls.is_some() { "https" } else { "http" },
+                l.addr
+            )
+        })
         .collect();
     tracing::info!(
         listeners = %listeners.join(", "),
@@ -85,7 +104,11 @@ pub fn run(policy_path: PathBuf, shared: Arc<Shared>, threads: usize) -> Result<
         routes = policy.routes.len(),
         "gatehouse listening"
     );
-    println!("gatehouse listening on {} (upstream {})", listeners.join(", "), policy.upstream.addr);
+    println!(
+        "gatehouse listening on {} (upstream {})",
+        listeners.join(", "),
+        policy.upstream.addr
+    );
     if let Some(a) = policy.server.admin {
         println!("gatehouse admin on http://{a} (/healthz /readyz /metrics)");
     }

@@ -21,17 +21,39 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric());
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|_| unreachable_metric());
             let _ = registry.register(Box::new(c.clone()));
             c
         };
-        let requests = counter("gatehouse_requests_total", "Requests answered, by route and status", &["route", "status"]);
-        let denied = counter("gatehouse_denied_total", "Requests denied, by route and reason code", &["route", "reason"]);
-        let reloads = counter("gatehouse_policy_reload_total", "Policy reloads, by result", &["result"]);
-        let websockets_open = IntGauge::new("gatehouse_websockets_open", "WebSockets currently open through the proxy")
-            .unwrap_or_else(|_| unreachable_gauge());
+        let requests = counter(
+            "gatehouse_requests_total",
+            "Requests answered, by route and status",
+            &["route", "status"],
+        );
+        let denied = counter(
+            "gatehouse_denied_total",
+            "Requests denied, by route and reason code",
+            &["route", "reason"],
+        );
+        let reloads = counter(
+            "gatehouse_policy_reload_total",
+            "Policy reloads, by result",
+            &["result"],
+        );
+        let websockets_open = IntGauge::new(
+            "gatehouse_websockets_open",
+            "WebSockets currently open through the proxy",
+        )
+        .unwrap_or_else(|_| unreachable_gauge());
         let _ = registry.register(Box::new(websockets_open.clone()));
-        Metrics { registry, requests, denied, reloads, websockets_open }
+        Metrics {
+            registry,
+            requests,
+            denied,
+            reloads,
+            websockets_open,
+        }
     }
 
     /// Text exposition of our metrics and Pingora's.
@@ -53,7 +75,8 @@ impl Default for Metrics {
 // Metric names and labels above are constants that are valid; these exist only so a
 // (impossible) registration failure cannot panic the proxy.
 fn unreachable_metric() -> IntCounterVec {
-    IntCounterVec::new(Opts::new("gatehouse_invalid", "invalid"), &["x"]).unwrap_or_else(|_| std::process::abort())
+    IntCounterVec::new(Opts::new("gatehouse_invalid", "invalid"), &["x"])
+        .unwrap_or_else(|_| std::process::abort())
 }
 fn unreachable_gauge() -> IntGauge {
     IntGauge::new("gatehouse_invalid_gauge", "invalid").unwrap_or_else(|_| std::process::abort())

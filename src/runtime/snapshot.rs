@@ -21,7 +21,11 @@ pub struct Shared {
 impl Shared {
     /// Starts with a loaded policy.
     pub fn new(policy: Policy) -> Arc<Self> {
-        Arc::new(Shared { policy: ArcSwap::from_pointee(policy), metrics: Metrics::new(), listening: AtomicBool::new(false) })
+        Arc::new(Shared {
+            policy: ArcSwap::from_pointee(policy),
+            metrics: Metrics::new(),
+            listening: AtomicBool::new(false),
+        })
     }
 
     /// The current policy.

@@ -19,7 +19,10 @@ fn http_reaches_upstream_with_forwarded_headers() {
     let up = Upstream::start();
     let gh = Proxy::start(POLICY, up.addr);
     let auth = bearer(&token());
-    let r = gh.get("/api/v1/echo/x?q=1&r=%2F", &[("Authorization", &auth), ("X-Request-Id", "client-chosen")]);
+    let r = gh.get(
+        "/api/v1/echo/x?q=1&r=%2F",
+        &[("Authorization", &auth), ("X-Request-Id", "client-chosen")],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
     assert_eq!(j["path"], "/api/v1/echo/x");
@@ -48,7 +51,8 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let mut s = std::net::TcpStream::connect(gh.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     for _ in 0..3 {
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut buf = vec![0u8; 4096];
         let n = s.read(&mut buf).unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -60,23 +64,33 @@ async fn ws_connect(
     path: &str,
     headers: &[(&str, &str)],
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut req = format!("ws://{}{}", gh.addr, path).into_client_request().unwrap();
+    let mut req = format!("ws://{}{}", gh.addr, path)
+        .into_client_request()
+        .unwrap();
     for (n, v) in headers {
         req.headers_mut().insert(
             http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
             http::HeaderValue::from_str(v).unwrap(),
         );
     }
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("websocket through the proxy");
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket through the proxy");
     assert_eq!(resp.status(), 101);
     ws
 }
 
 async fn next_json(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 ) -> serde_json::Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("frame in time").unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("frame in time")
+            .unwrap()
+            .unwrap();
         if let Message::Text(t) = m {
             let v: serde_json::Value = serde_json::from_str(&t).unwrap();
             if v["type"] != "ping" {
@@ -91,10 +105,20 @@ async fn websocket_streams_logs_and_echoes_voice() {
     let up = Upstream::start();
     let gh = Proxy::start(POLICY, up.addr);
     let auth = bearer(&token());
-    let mut ws = ws_connect(&gh, "/ws", &[("Authorization", &auth), ("Origin", "http://localhost:3000")]).await;
+    let mut ws = ws_connect(
+        &gh,
+        "/ws",
+        &[
+            ("Authorization", &auth),
+            ("Origin", "http://localhost:3000"),
+        ],
+    )
+    .await;
     let suite = serde_json::json!({"action": "execute", "suite": {"name": "smoke", "step_delay_ms": 50,
         "steps": [{"say": "hello world", "expect": "hello"}, {"say": "bye", "expect": "bye"}]}});
-    ws.send(Message::Text(suite.to_string().into())).await.unwrap();
+    ws.send(Message::Text(suite.to_string().into()))
+        .await
+        .unwrap();
     let mut logs = 0;
     loop {
         let v = next_json(&mut ws).await;
@@ -112,9 +136,17 @@ async fn websocket_streams_logs_and_echoes_voice() {
     // /ws/voice: binary frames come back byte for byte.
     let mut voice = ws_connect(&gh, "/ws/voice", &[]).await;
     let audio: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
-    voice.send(Message::Binary(audio.clone().into())).await.unwrap();
+    voice
+        .send(Message::Binary(audio.clone().into()))
+        .await
+        .unwrap();
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), voice.next()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), voice.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             Message::Binary(b) => {
                 assert_eq!(b.as_ref(), audio.as_slice());
                 break;
@@ -131,13 +163,21 @@ async fn idle_websocket_outlives_http_idle() {
     let gh = Proxy::start(POLICY, up.addr);
     let mut voice = ws_connect(&gh, "/ws/voice", &[]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    voice.send(Message::Binary(vec![1, 2, 3].into())).await.expect("still open after idling past http_idle");
-    let m = tokio::time::timeout(Duration::from_secs(10), voice.next()).await.unwrap().unwrap().unwrap();
+    voice
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .expect("still open after idling past http_idle");
+    let m = tokio::time::timeout(Duration::from_secs(10), voice.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(m, Message::Binary(vec![1, 2, 3].into()));
     // Meanwhile an idle keep-alive HTTP connection *is* closed after http_idle.
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(gh.addr).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = vec![0u8; 4096];
     let _ = s.read(&mut buf).unwrap();
@@ -155,9 +195,15 @@ fn upstream_down_gives_502_then_recovers() {
     let started = Instant::now();
     let r = gh.get("/health", &[]);
     r.assert_denied(502, "upstream_unavailable", "upstream down");
-    assert!(started.elapsed() < Duration::from_secs(5), "answered quickly");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered quickly"
+    );
     let _up = Upstream::start_on(port, &[]);
-    assert!(eventually(10, || gh.get("/health", &[]).status == 200), "recovers when the upstream is back");
+    assert!(
+        eventually(10, || gh.get("/health", &[]).status == 200),
+        "recovers when the upstream is back"
+    );
 }
 
 #[test]
@@ -166,7 +212,13 @@ fn slow_upstream_gives_504() {
     let gh = Proxy::start(POLICY, up.addr);
     let auth = bearer(&token());
     // upstream_read is 3s in the test policy.
-    let r = request(gh.addr, "POST", "/api/transcribe?delay_ms=6000", &[("Authorization", &auth)], b"RIFF");
+    let r = request(
+        gh.addr,
+        "POST",
+        "/api/transcribe?delay_ms=6000",
+        &[("Authorization", &auth)],
+        b"RIFF",
+    );
     r.assert_denied(504, "upstream_timeout", "slow upstream");
 }
 
@@ -180,7 +232,8 @@ fn slow_loris_head_is_cut_at_request_header() {
     let started = Instant::now();
     // One header byte every 500ms: each read is quick, the head never completes.
     let mut closed = false;
-    for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+    for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+    {
         if s.write_all(&[*b]).is_err() {
             closed = true;
             break;
@@ -211,32 +264,57 @@ async fn reload_adds_routes_keeps_old_policy_on_error_and_keeps_websockets() {
         "routes:\n  - name: docs\n    match: { prefix: /swagger/ }\n    auth: none\n",
     );
     gh.write_policy(&added, up.addr);
-    assert!(eventually(10, || gh.get("/swagger/index.html", &[]).status == 200), "new route served:\n{}", gh.log());
+    assert!(
+        eventually(10, || gh.get("/swagger/index.html", &[]).status == 200),
+        "new route served:\n{}",
+        gh.log()
+    );
 
     // An invalid edit is refused; the running policy keeps serving.
     let broken = added.replace("request_header: 2s", "request_header: soon");
     gh.write_policy(&broken, up.addr);
     assert!(
-        eventually(10, || gh.metrics().contains("gatehouse_policy_reload_total{result=\"error\"} 1")),
+        eventually(10, || gh
+            .metrics()
+            .contains("gatehouse_policy_reload_total{result=\"error\"} 1")),
         "reload error counted:\n{}",
         gh.log()
     );
     assert_eq!(gh.get("/swagger/index.html", &[]).status, 200);
-    assert!(gh.log().contains("request_header"), "error logged with its key path");
+    assert!(
+        gh.log().contains("request_header"),
+        "error logged with its key path"
+    );
 
     // The WebSocket opened before both reloads still works.
-    voice.send(Message::Binary(vec![9, 9].into())).await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(10), voice.next()).await.unwrap().unwrap().unwrap();
+    voice
+        .send(Message::Binary(vec![9, 9].into()))
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), voice.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(m, Message::Binary(vec![9, 9].into()));
 
     // SIGHUP forces a reload too.
     let before = gh.metrics();
-    let ok_count = |m: &str| m.lines().find(|l| l.starts_with("gatehouse_policy_reload_total{result=\"ok\"}")).map(str::to_string);
+    let ok_count = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("gatehouse_policy_reload_total{result=\"ok\"}"))
+            .map(str::to_string)
+    };
     gh.write_policy(&added, up.addr);
     assert!(eventually(10, || ok_count(&gh.metrics()) != ok_count(&before)));
     let before = gh.metrics();
-    let _ = std::process::Command::new("kill").args(["-HUP", &gh.pid().to_string()]).status();
-    assert!(eventually(10, || ok_count(&gh.metrics()) != ok_count(&before)), "SIGHUP reload");
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &gh.pid().to_string()])
+        .status();
+    assert!(
+        eventually(10, || ok_count(&gh.metrics()) != ok_count(&before)),
+        "SIGHUP reload"
+    );
 }
 
 #[test]
@@ -248,9 +326,21 @@ fn admin_endpoints() {
     gh.get("/health", &[]);
     gh.get("/nope", &[]);
     let m = gh.metrics();
-    assert!(m.contains("gatehouse_requests_total{route=\"health\",status=\"200\"} 1"), "{m}");
-    assert!(m.contains("gatehouse_denied_total{reason=\"no_route\",route=\"-\"} 1"), "{m}");
+    assert!(
+        m.contains("gatehouse_requests_total{route=\"health\",status=\"200\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gatehouse_denied_total{reason=\"no_route\",route=\"-\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("gatehouse_websockets_open"), "{m}");
     // The access log is one JSON line per request with the reason code.
-    assert!(eventually(5, || gh.log().lines().any(|l| l.contains("\"reason\":\"no_route\"") && l.contains("\"status\":404"))), "{}", gh.log());
+    assert!(
+        eventually(5, || gh.log().lines().any(|l| l
+            .contains("\"reason\":\"no_route\"")
+            && l.contains("\"status\":404"))),
+        "{}",
+        gh.log()
+    );
 }

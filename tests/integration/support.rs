@@ -23,13 +23,21 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(p.exists(), "{} is not built: run `cargo test --workspace` (or `cargo build -p voiceflow`)", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo test --workspace` (or `cargo build -p voiceflow`)",
+        p.display()
+    );
     p
 }
 
 /// A loopback port the OS picked (bound, then released for the child to bind).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Fixtures folder.
@@ -60,7 +68,14 @@ impl Upstream {
 
     pub fn start_on(port: u16, extra: &[&str]) -> Upstream {
         let mut child = Command::new(bin("voiceflow"))
-            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--debug"])
+            .args([
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--debug",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -69,14 +84,20 @@ impl Upstream {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines.next().expect("voiceflow exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("voiceflow exited before listening")
+                .unwrap();
             if let Some(rest) = line.strip_prefix("voiceflow listening on http://") {
                 break rest.trim().parse().unwrap();
             }
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Upstream { addr, _proc: Proc(child) }
+        Upstream {
+            addr,
+            _proc: Proc(child),
+        }
     }
 
     /// `GET /debug/requests`.
@@ -109,7 +130,12 @@ pub struct Proxy {
 }
 
 /// Fills `{{LISTEN}}`, `{{ADMIN}}`, `{{UPSTREAM}}`, `{{FIXTURES}}` in a policy template.
-pub fn render(template: &str, listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> String {
+pub fn render(
+    template: &str,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+) -> String {
     template
         .replace("{{LISTEN}}", &listen.to_string())
         .replace("{{ADMIN}}", &admin.to_string())
@@ -125,7 +151,11 @@ impl Proxy {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let policy = dir.path().join("proxy.yaml");
         std::fs::write(&policy, render(template, listen, admin, upstream)).unwrap();
-        std::fs::copy(fixtures().join("ops.htpasswd"), dir.path().join("ops.htpasswd")).unwrap();
+        std::fs::copy(
+            fixtures().join("ops.htpasswd"),
+            dir.path().join("ops.htpasswd"),
+        )
+        .unwrap();
         let log = std::fs::File::create(dir.path().join("gatehouse.log")).unwrap();
         let child = Command::new(bin("gatehouse"))
             .args(["run", "-c"])
@@ -137,7 +167,13 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .expect("spawn gatehouse");
-        let p = Proxy { addr: listen, admin, dir, policy, proc: Proc(child) };
+        let p = Proxy {
+            addr: listen,
+            admin,
+            dir,
+            policy,
+            proc: Proc(child),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = try_request(admin, "GET", "/readyz", &[], b"") {
@@ -145,7 +181,11 @@ impl Proxy {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "gatehouse did not become ready:\n{}", p.log());
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not become ready:\n{}",
+                p.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         p
@@ -187,28 +227,46 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     /// Asserts a Gatehouse denial: status, JSON reason code, request id.
     pub fn assert_denied(&self, status: u16, reason: &str, what: &str) {
         assert_eq!(self.status, status, "{what}: status; body {}", self.text());
-        assert_eq!(self.header("content-type"), Some("application/json"), "{what}: content-type");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{what}: content-type"
+        );
         let j = self.json();
         assert_eq!(j["error"], reason, "{what}: reason; body {j}");
-        assert!(j["request_id"].as_str().is_some_and(|s| !s.is_empty()), "{what}: request_id");
+        assert!(
+            j["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+            "{what}: request_id"
+        );
         assert!(j["message"].is_string(), "{what}: message");
     }
 }
 
 /// Sends one request with `Connection: close` and reads the whole response.
-pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    try_request(addr, method, target, headers, body).unwrap_or_else(|e| panic!("{method} {target} to {addr}: {e}"))
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request(addr, method, target, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {target} to {addr}: {e}"))
 }
 
 pub fn try_request(
@@ -218,7 +276,8 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").into_bytes();
+    let mut raw =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").into_bytes();
     for (n, v) in headers {
         raw.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
     }
@@ -237,7 +296,12 @@ pub fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
     s.write_all(raw)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
-    parse_response(&buf).ok_or_else(|| std::io::Error::other(format!("unparsable response: {:?}", String::from_utf8_lossy(&buf))))
+    parse_response(&buf).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "unparsable response: {:?}",
+            String::from_utf8_lossy(&buf)
+        ))
+    })
 }
 
 pub fn parse_response(buf: &[u8]) -> Option<Response> {
@@ -250,25 +314,50 @@ pub fn parse_response(buf: &[u8]) -> Option<Response> {
     let headers: Vec<(String, String)> = r
         .headers
         .iter()
-        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
     let status = r.code?;
     let mut body = buf[n..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
-    } else if let Some(len) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+    } else if let Some(len) = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
         let len: usize = len.1.trim().parse().ok()?;
         body.truncate(len);
     }
-    Some(Response { status, headers, body })
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(pos) = b.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..pos]).unwrap_or("0").split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        let Some(pos) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..pos])
+                .unwrap_or("0")
+                .split(';')
+                .next()
+                .unwrap_or("0")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -279,7 +368,10 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Standard valid claims for the test issuer/audience.
@@ -289,15 +381,29 @@ pub fn claims(sub: &str, role: &str) -> Value {
 
 /// An HS256 token signed with [`SECRET`].
 pub fn hs256(claims: &Value) -> String {
-    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 /// A token signed with a fixture private key.
 pub fn signed(alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
     let key = match alg {
-        Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(&std::fs::read(fixtures().join("keys/rsa.key")).unwrap()).unwrap(),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&std::fs::read(fixtures().join("keys/ec.key")).unwrap()).unwrap(),
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(&std::fs::read(fixtures().join("keys/ed.key")).unwrap()).unwrap(),
+        Algorithm::RS256 | Algorithm::PS256 => {
+            EncodingKey::from_rsa_pem(&std::fs::read(fixtures().join("keys/rsa.key")).unwrap())
+                .unwrap()
+        }
+        Algorithm::ES256 => {
+            EncodingKey::from_ec_pem(&std::fs::read(fixtures().join("keys/ec.key")).unwrap())
+                .unwrap()
+        }
+        Algorithm::EdDSA => {
+            EncodingKey::from_ed_pem(&std::fs::read(fixtures().join("keys/ed.key")).unwrap())
+                .unwrap()
+        }
         _ => EncodingKey::from_secret(SECRET.as_bytes()),
     };
     let mut h = Header::new(alg);

@@ -24,7 +24,7 @@ pub struct AuthProvider {
 #[derive(Debug)]
 pub enum AuthKind {
     /// Bearer tokens.
-    Jwt(JwtProvider),
+    Jwt(Box<JwtProvider>),
     /// `Authorization: Basic` against an htpasswd file.
     Basic(BasicProvider),
 }
