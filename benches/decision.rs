@@ -1,0 +1,56 @@
+//! Microbenchmark of the pure decision (the work Gatehouse adds per request before Pingora
+//! forwards it): a public route, a JWT-protected route, a 404 and a path trick. Plain
+//! `std::time` loops, no timing assertions; run with `cargo bench --bench decision`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Method};
+use jsonwebtoken::{encode, EncodingKey, Header};
+
+use gatehouse::policy::{decide, RequestFacts};
+
+const SECRET: &str = "bench-secret-0123456789abcdef-0123456";
+
+fn main() {
+    let env = |name: &str| (name == "GATEHOUSE_JWT_SECRET").then(|| SECRET.as_bytes().to_vec());
+    let text = std::fs::read_to_string("proxy.yaml").expect("run from the workspace root");
+    let policy = gatehouse::config::load_str(&text, Path::new("proxy.yaml"), &env).expect("policy");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({"sub":"bench","role":"tester","iss":"https://auth.example.com","aud":"voiceflow-api","exp": now + 3600});
+    let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+    let mut authed = HeaderMap::new();
+    authed.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    authed.insert("host", HeaderValue::from_static("localhost:8080"));
+    let mut plain = HeaderMap::new();
+    plain.insert("host", HeaderValue::from_static("localhost:8080"));
+    let get = Method::GET;
+    let cases: [(&str, &[u8], &HeaderMap); 4] = [
+        ("public /health", b"/health", &plain),
+        ("jwt /api/v1/echo", b"/api/v1/echo?x=1", &authed),
+        ("404 /nothing", b"/nothing", &plain),
+        ("bad_path %2e%2e", b"/api/%2e%2e/%2e%2e/etc", &plain),
+    ];
+    println!("{:<20} {:>12}", "case", "ns/decision");
+    for (name, target, headers) in cases {
+        let facts = RequestFacts {
+            peer: "127.0.0.1".parse().unwrap(),
+            method: &get,
+            target,
+            headers,
+            head_bytes: 200,
+            now,
+        };
+        for _ in 0..1_000 {
+            black_box(decide(&policy, black_box(&facts), false));
+        }
+        let n = 20_000u32;
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(decide(&policy, black_box(&facts), false));
+        }
+        println!("{:<20} {:>12.0}", name, t.elapsed().as_nanos() as f64 / f64::from(n));
+    }
+}
