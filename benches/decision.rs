@@ -18,11 +18,22 @@ fn main() {
     let env = |name: &str| (name == "GATEHOUSE_JWT_SECRET").then(|| SECRET.as_bytes().to_vec());
     let text = std::fs::read_to_string("proxy.yaml").expect("run from the workspace root");
     let policy = gatehouse::config::load_str(&text, Path::new("proxy.yaml"), &env).expect("policy");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let claims = serde_json::json!({"sub":"bench","role":"tester","iss":"https://auth.example.com","aud":"voiceflow-api","exp": now + 3600});
-    let token = encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+    let token = encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
     let mut authed = HeaderMap::new();
-    authed.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    authed.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     authed.insert("host", HeaderValue::from_static("localhost:8080"));
     let mut plain = HeaderMap::new();
     plain.insert("host", HeaderValue::from_static("localhost:8080"));
@@ -51,6 +62,10 @@ fn main() {
         for _ in 0..n {
             black_box(decide(&policy, black_box(&facts), false));
         }
-        println!("{:<20} {:>12.0}", name, t.elapsed().as_nanos() as f64 / f64::from(n));
+        println!(
+            "{:<20} {:>12.0}",
+            name,
+            t.elapsed().as_nanos() as f64 / f64::from(n)
+        );
     }
 }
