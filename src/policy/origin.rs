@@ -116,6 +116,9 @@ impl OriginPattern {
         if let Some((scheme, rest)) = text.split_once("://*.") {
             let probe = format!("{scheme}://{rest}");
             let o = Origin::parse(&probe).ok_or_else(|| bad(text))?;
+            if !o.host.contains('.') {
+                return Err(format!("{text:?}: a wildcard must sit under a domain of two or more labels, as in \"https://*.example.com\""));
+            }
             return Ok(OriginPattern::Wildcard {
                 scheme: o.scheme,
                 suffix: o.host,
@@ -216,5 +219,6 @@ mod tests {
         assert!(list(&["null"]).find("null").is_some());
         assert!(OriginPattern::parse("https://a.*.com").is_err());
         assert!(OriginPattern::parse("ftp://a.com").is_err());
+        assert!(OriginPattern::parse("https://*.com").is_err());
     }
 }

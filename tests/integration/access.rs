@@ -70,6 +70,12 @@ fn denial_table() -> Vec<Case> {
     wrong_iss["iss"] = json!("https://evil.test");
     let mut wrong_aud = c.clone();
     wrong_aud["aud"] = json!("someone-else");
+    let mut no_iss = c.clone();
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let mut no_aud = c.clone();
+    no_aud.as_object_mut().unwrap().remove("aud");
+    let mut iss_list = c.clone();
+    iss_list["iss"] = json!(["https://evil.test", "https://auth.test"]);
     let mut no_exp = c.clone();
     no_exp.as_object_mut().unwrap().remove("exp");
     let mut string_exp = c.clone();

@@ -103,14 +103,9 @@ impl JwtProvider {
         validation.validate_nbf = false;
         validation.required_spec_claims = HashSet::new();
         validation.leeway = 0;
-        if let Some(iss) = &issuer {
-            validation.set_issuer(&[iss]);
-        }
-        if audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&audience);
-        }
+        // iss/aud are checked by `check_claims`: jsonwebtoken skips them when the token
+        // omits them, and a configured issuer or audience must be *present* and match.
+        validation.validate_aud = false;
         JwtProvider {
             algorithms,
             keys,
@@ -223,8 +218,34 @@ impl JwtProvider {
                 other => format!("rejected: {other:?}"),
             }
         })?;
+        self.check_claims(&data.claims)?;
         self.check_times(&data.claims, now)?;
         Ok(data.claims)
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), String> {
+        if let Some(want) = &self.issuer {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if iss == want => {}
+                Some(_) => return Err("wrong issuer".into()),
+                None => return Err("token has no iss".into()),
+            }
+        }
+        if !self.audience.is_empty() {
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => self.audience.contains(a),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| self.audience.iter().any(|w| w == a)),
+                Some(_) => false,
+                None => return Err("token has no aud".into()),
+            };
+            if !ok {
+                return Err("wrong audience".into());
+            }
+        }
+        Ok(())
     }
 
     fn check_times(&self, claims: &Map<String, Value>, now: u64) -> Result<(), String> {
