@@ -53,6 +53,8 @@ fn main() {
             headers,
             head_bytes: 200,
             now,
+            version: http::Version::HTTP_11,
+            tls: false,
         };
         for _ in 0..1_000 {
             black_box(decide(&policy, black_box(&facts), false));

@@ -1,16 +1,17 @@
 //! `gatehouse explain`: one request through the same decision the proxy runs, printed step
-//! by step with the rule that decided each.
+//! by step with the rule that decided each: a table for people, JSON for scripts
+//! (`{"decision","status","reason","route","step","trail":[{"step","verdict","rule"}]}`).
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde_json::json;
 
 use super::OutputFormat;
 use crate::config;
-use crate::policy::explain::{to_json, to_text};
-use crate::policy::{decide, RequestFacts};
+use crate::policy::{decide, Decision, Outcome, Policy, RequestFacts};
 
 /// Exit 0 whatever the decision; 1 for an invalid policy; 2 for bad arguments.
 pub fn explain(
@@ -19,6 +20,7 @@ pub fn explain(
     path: &str,
     ip: &str,
     headers: &[String],
+    tls: bool,
     format: OutputFormat,
 ) -> i32 {
     let policy = match config::load(config_path) {
@@ -55,6 +57,14 @@ pub fn explain(
             }
         }
     }
+    // A request always carries Host; unless -H gives one, use the first listener's address.
+    if !map.contains_key(http::header::HOST) {
+        if let Some(l) = policy.server.listeners.first() {
+            if let Ok(v) = HeaderValue::from_str(&l.addr.to_string()) {
+                map.insert(http::header::HOST, v);
+            }
+        }
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -65,6 +75,8 @@ pub fn explain(
         headers: &map,
         head_bytes: RequestFacts::measure_head(&method, path.as_bytes(), &map),
         now,
+        version: http::Version::HTTP_11,
+        tls,
     };
     let decision = decide(&policy, &facts, true);
     match format {
@@ -72,4 +84,70 @@ pub fn explain(
         OutputFormat::Json => println!("{}", to_json(&policy, &decision)),
     }
     0
+}
+
+/// The JSON form.
+pub fn to_json(policy: &Policy, d: &Decision) -> serde_json::Value {
+    let (decision, reason) = match &d.outcome {
+        Outcome::Forward(_) => ("allow", None),
+        Outcome::Deny(den) => ("deny", Some(den.reason.as_str())),
+    };
+    let route = d
+        .route
+        .and_then(|i| policy.routes.get(i))
+        .map(|r| r.name.clone());
+    json!({
+        "decision": decision,
+        "status": d.status(),
+        "reason": reason,
+        "route": route,
+        "step": d.step(),
+        "client_ip": d.client_ip.to_string(),
+        "trail": d.trail.steps(),
+    })
+}
+
+/// The text form.
+pub fn to_text(policy: &Policy, d: &Decision) -> String {
+    let mut out = String::new();
+    let width = d
+        .trail
+        .steps()
+        .iter()
+        .map(|s| s.step.len())
+        .max()
+        .unwrap_or(0);
+    for s in d.trail.steps() {
+        out.push_str(&format!(
+            "{:<width$}  {:<13}  {}\n",
+            s.step, s.verdict, s.rule
+        ));
+    }
+    let route = d
+        .route
+        .and_then(|i| policy.routes.get(i))
+        .map_or("-".to_string(), |r| r.name.clone());
+    match &d.outcome {
+        Outcome::Forward(f) => {
+            let q = f
+                .query
+                .as_deref()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "=> ALLOW {} (route {route}): forwarded as {}{q}\n",
+                d.status(),
+                f.path
+            ));
+        }
+        Outcome::Deny(den) => {
+            out.push_str(&format!(
+                "=> DENY {} {} (route {route}): {}\n",
+                d.status(),
+                den.reason,
+                den.message
+            ));
+        }
+    }
+    out
 }

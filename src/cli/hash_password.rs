@@ -36,6 +36,13 @@ pub fn hash_password(user: Option<&str>, algorithm: HashAlgorithm, cost: u32) ->
             return 2;
         }
     };
+    if algorithm == HashAlgorithm::Bcrypt && password.len() > 72 {
+        eprintln!(
+            "error: the password is {} bytes; bcrypt reads only 72 and would ignore the rest. Use --algorithm argon2id",
+            password.len()
+        );
+        return 2;
+    }
     let hash = match algorithm {
         HashAlgorithm::Bcrypt => bcrypt::hash(password.as_bytes(), cost).map_err(|e| e.to_string()),
         HashAlgorithm::Argon2id => {

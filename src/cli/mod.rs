@@ -80,9 +80,13 @@ pub enum Command {
         /// TCP peer address (default 127.0.0.1).
         #[arg(long, default_value = "127.0.0.1")]
         ip: String,
-        /// A request header, `Name: value` (repeatable).
+        /// A request header, `Name: value` (repeatable). Without `Host`, the first
+        /// listener's address is sent as `Host`.
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
+        /// The request arrives on a TLS listener (its own origin is `https://Host`).
+        #[arg(long)]
+        tls: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
@@ -116,8 +120,9 @@ pub fn main(cli: Cli) -> i32 {
             path,
             ip,
             headers,
+            tls,
             format,
-        } => explain::explain(&config, &method, &path, &ip, &headers, format),
+        } => explain::explain(&config, &method, &path, &ip, &headers, tls, format),
         Command::HashPassword {
             user,
             algorithm,

@@ -30,7 +30,18 @@ pub struct Compiler<'a> {
     env: EnvLookup<'a>,
     /// (key path, message) pairs.
     pub errors: Vec<(String, String)>,
+    /// Valid but suspicious settings: (key path, message).
+    pub warnings: Vec<(String, String)>,
     watched: Vec<PathBuf>,
+}
+
+/// What every route compiles against: the names it may refer to and the defaults.
+struct RouteContext<'c> {
+    providers: &'c BTreeMap<String, Arc<AuthProvider>>,
+    provider_names: Vec<&'c String>,
+    origins: &'c BTreeMap<String, Arc<OriginList>>,
+    default_max_body: Option<u64>,
+    default_rate: Option<RateLimit>,
 }
 
 /// Header names a claim may never be forwarded as: they would change how the request is
@@ -61,12 +72,17 @@ impl<'a> Compiler<'a> {
             base,
             env,
             errors: Vec::new(),
+            warnings: Vec::new(),
             watched: Vec::new(),
         }
     }
 
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.errors.push((path.into(), msg.into()));
+    }
+
+    fn warn(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.warnings.push((path.into(), msg.into()));
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -92,10 +108,25 @@ impl<'a> Compiler<'a> {
     }
 
     fn duration(&mut self, v: &Option<Text>, key: &str, default: Duration) -> Duration {
+        self.duration_from(v, key, default, false)
+    }
+
+    /// A duration that may be zero (`leeway: 0s` means none).
+    fn duration_or_zero(&mut self, v: &Option<Text>, key: &str) -> Duration {
+        self.duration_from(v, key, Duration::ZERO, true)
+    }
+
+    fn duration_from(
+        &mut self,
+        v: &Option<Text>,
+        key: &str,
+        default: Duration,
+        zero_ok: bool,
+    ) -> Duration {
         match v {
             None => default,
             Some(t) => match parse_duration(&t.0) {
-                Ok(d) if d.is_zero() => {
+                Ok(d) if d.is_zero() && !zero_ok => {
                     self.err(key, "must be longer than zero");
                     default
                 }
@@ -272,6 +303,13 @@ impl<'a> Compiler<'a> {
         }
         let mut names = HashSet::new();
         let mut routes = Vec::new();
+        let ctx = RouteContext {
+            providers: &providers,
+            provider_names: raw.auth.keys().collect(),
+            origins: &named_origins,
+            default_max_body,
+            default_rate,
+        };
         for (i, r) in raw.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
             if !names.insert(r.name.0.clone()) {
@@ -280,16 +318,7 @@ impl<'a> Compiler<'a> {
                     format!("route name {:?} is used twice", r.name.0),
                 );
             }
-            if let Some(route) = self.route(
-                i,
-                r,
-                &key,
-                &providers,
-                raw.auth.keys().collect(),
-                &named_origins,
-                default_max_body,
-                &default_rate,
-            ) {
+            if let Some(route) = self.route(i, r, &key, &ctx) {
                 routes.push(route);
             }
         }
@@ -310,6 +339,7 @@ impl<'a> Compiler<'a> {
             routes,
             claim_headers,
             watched_files: watched,
+            warnings: std::mem::take(&mut self.warnings),
         })
     }
 
@@ -383,12 +413,21 @@ impl<'a> Compiler<'a> {
                 .unwrap_or(32 * 1024),
             max_headers: l.max_headers.unwrap_or(100),
         };
+        let paths = PathOptions {
+            allow_semicolon: raw.paths.allow_semicolon.unwrap_or(false),
+            case_insensitive: raw.paths.case_insensitive.unwrap_or(false),
+        };
+        let headers = HeaderOptions {
+            allow_underscores: raw.headers.allow_underscores.unwrap_or(false),
+        };
         Some(ServerSettings {
             listeners,
             admin,
             trusted_proxies,
             timeouts,
             limits,
+            paths,
+            headers,
         })
     }
 
@@ -487,9 +526,34 @@ impl<'a> Compiler<'a> {
     }
 
     fn jwt(&mut self, raw: &RawJwt, key: &str) -> Option<JwtProvider> {
-        use jsonwebtoken::AlgorithmFamily as F;
+        let algorithms = self.jwt_algorithms(&raw.algorithms, key);
+        let keys = self.jwt_keys(raw, key, &algorithms)?;
+        let leeway = self.duration_or_zero(&raw.leeway, &format!("{key}.leeway"));
+        if leeway > Duration::from_secs(60) {
+            self.err(format!("{key}.leeway"), "at most 60s");
+        }
+        let token_sources = self.token_sources(raw.token_sources.as_deref(), key);
+        let forward_claims = self.forward_claims(&raw.forward_claims, key);
+        let audience = raw
+            .audience
+            .as_ref()
+            .map(|a| a.0.iter().map(|t| t.0.clone()).collect())
+            .unwrap_or_default();
+        Some(JwtProvider::new(
+            algorithms,
+            keys,
+            raw.issuer.as_ref().map(|t| t.0.clone()),
+            audience,
+            leeway.as_secs(),
+            token_sources,
+            forward_claims,
+        ))
+    }
+
+    /// `algorithms:` — pinned, never `none`, one key type.
+    fn jwt_algorithms(&mut self, list: &[Text], key: &str) -> Vec<Algorithm> {
         let mut algorithms = Vec::new();
-        for (i, t) in raw.algorithms.iter().enumerate() {
+        for (i, t) in list.iter().enumerate() {
             let k = format!("{key}.algorithms[{i}]");
             if t.0.eq_ignore_ascii_case("none") {
                 self.err(k, "`none` is never accepted: a token must be signed");
@@ -506,13 +570,18 @@ impl<'a> Compiler<'a> {
                 ),
             }
         }
-        if raw.algorithms.is_empty() {
+        if list.is_empty() {
             self.err(format!("{key}.algorithms"), "pin at least one algorithm");
         }
         let family = algorithms.first().map(|a| a.family());
         if algorithms.iter().any(|a| Some(a.family()) != family) {
             self.err(format!("{key}.algorithms"), "all algorithms of a provider must share one key type (HS*, RS*/PS*, ES*, or EdDSA)");
         }
+        algorithms
+    }
+
+    /// Exactly one key source, of the key type the algorithms pin.
+    fn jwt_keys(&mut self, raw: &RawJwt, key: &str, algorithms: &[Algorithm]) -> Option<JwtKeys> {
         let sources = [
             ("secret_env", raw.secret_env.is_some()),
             ("secret_file", raw.secret_file.is_some()),
@@ -524,126 +593,138 @@ impl<'a> Compiler<'a> {
             self.err(key, format!("exactly one of secret_env, secret_file, jwks_file, public_key_file is needed (found {set:?})"));
             return None;
         }
-        let family = family?;
-        let keys = if family == F::Hmac {
-            let secret = if let Some(env) = &raw.secret_env {
-                match (self.env)(&env.0) {
-                    Some(v) => v,
-                    None => {
-                        self.err(
-                            format!("{key}.secret_env"),
-                            format!("environment variable {} is not set", env.0),
-                        );
-                        return None;
-                    }
-                }
-            } else if let Some(f) = &raw.secret_file {
-                let mut b = self.read_file(&f.0, &format!("{key}.secret_file"))?;
-                if b.last() == Some(&b'\n') {
-                    b.pop();
-                }
-                b
-            } else {
-                self.err(key, "HS* algorithms need secret_env or secret_file");
-                return None;
-            };
-            let need = algorithms
-                .iter()
-                .map(|a| match a {
-                    Algorithm::HS384 => 48,
-                    Algorithm::HS512 => 64,
-                    _ => 32,
-                })
-                .max()
-                .unwrap_or(32);
-            if secret.len() < need {
-                let which = if raw.secret_env.is_some() {
-                    "secret_env"
-                } else {
-                    "secret_file"
-                };
-                self.err(
-                    format!("{key}.{which}"),
-                    format!(
-                        "the secret is {} bytes; {:?} needs at least {need}",
-                        secret.len(),
-                        algorithms
-                    ),
-                );
-                return None;
-            }
-            JwtKeys::Single(DecodingKey::from_secret(&secret))
+        let family = algorithms.first()?.family();
+        if family == jsonwebtoken::AlgorithmFamily::Hmac {
+            self.hmac_key(raw, key, algorithms)
         } else if let Some(f) = &raw.public_key_file {
-            let k = format!("{key}.public_key_file");
-            let pem = self.read_file(&f.0, &k)?;
-            let parsed = match family {
-                F::Rsa => DecodingKey::from_rsa_pem(&pem),
-                F::Ec => DecodingKey::from_ec_pem(&pem),
-                F::Ed => DecodingKey::from_ed_pem(&pem),
-                F::Hmac => unreachable_hmac(),
-            };
-            match parsed {
-                Ok(dk) => JwtKeys::Single(dk),
-                Err(e) => {
-                    self.err(k, format!("not a {family:?} public key in PEM: {e}"));
-                    return None;
-                }
-            }
+            self.pem_key(&f.0, &format!("{key}.public_key_file"), family)
         } else if let Some(f) = &raw.jwks_file {
-            let k = format!("{key}.jwks_file");
-            let bytes = self.read_file(&f.0, &k)?;
-            let set: JwkSet = match serde_json::from_slice(&bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.err(k, format!("not a JWKS: {e}"));
-                    return None;
-                }
-            };
-            let mut entries = Vec::new();
-            for (i, jwk) in set.keys.iter().enumerate() {
-                let Some(kid) = jwk.common.key_id.clone() else {
-                    self.err(&k, format!("key {i} has no kid"));
-                    continue;
-                };
-                let alg = jwk
-                    .common
-                    .key_algorithm
-                    .and_then(|ka| ka.to_string().parse::<Algorithm>().ok());
-                match DecodingKey::from_jwk(jwk) {
-                    Ok(dk) if dk.family() == family => entries.push(JwkEntry { kid, alg, key: dk }),
-                    Ok(dk) => self.err(
-                        &k,
-                        format!(
-                            "key {kid:?} is {:?}, the provider pins {family:?}",
-                            dk.family()
-                        ),
-                    ),
-                    Err(e) => self.err(&k, format!("key {kid:?}: {e}")),
-                }
-            }
-            JwtKeys::Set(entries)
+            self.jwks_keys(&f.0, &format!("{key}.jwks_file"), family)
         } else {
             self.err(
                 key,
                 format!("{family:?} algorithms need jwks_file or public_key_file"),
             );
+            None
+        }
+    }
+
+    /// `secret_env` / `secret_file`, at least as long as the hash output.
+    fn hmac_key(&mut self, raw: &RawJwt, key: &str, algorithms: &[Algorithm]) -> Option<JwtKeys> {
+        let (which, secret) = if let Some(env) = &raw.secret_env {
+            match (self.env)(&env.0) {
+                Some(v) => ("secret_env", v),
+                None => {
+                    self.err(
+                        format!("{key}.secret_env"),
+                        format!("environment variable {} is not set", env.0),
+                    );
+                    return None;
+                }
+            }
+        } else if let Some(f) = &raw.secret_file {
+            let mut b = self.read_file(&f.0, &format!("{key}.secret_file"))?;
+            if b.last() == Some(&b'\n') {
+                b.pop();
+            }
+            ("secret_file", b)
+        } else {
+            self.err(key, "HS* algorithms need secret_env or secret_file");
             return None;
         };
-
-        let leeway = self.duration(&raw.leeway, &format!("{key}.leeway"), Duration::ZERO);
-        if leeway > Duration::from_secs(60) {
-            self.err(format!("{key}.leeway"), "at most 60s");
-        }
-        let mut token_sources = Vec::new();
-        let default_sources = vec![Text("header".into())];
-        for (i, t) in raw
-            .token_sources
-            .as_ref()
-            .unwrap_or(&default_sources)
+        let need = algorithms
             .iter()
-            .enumerate()
-        {
-            let k = format!("{key}.token_sources[{i}]");
+            .map(|a| match a {
+                Algorithm::HS384 => 48,
+                Algorithm::HS512 => 64,
+                _ => 32,
+            })
+            .max()
+            .unwrap_or(32);
+        if secret.len() < need {
+            self.err(
+                format!("{key}.{which}"),
+                format!(
+                    "the secret is {} bytes; {algorithms:?} needs at least {need}",
+                    secret.len()
+                ),
+            );
+            return None;
+        }
+        Some(JwtKeys::Single(DecodingKey::from_secret(&secret)))
+    }
+
+    /// `public_key_file`: one PEM key of the pinned type.
+    fn pem_key(
+        &mut self,
+        path: &str,
+        k: &str,
+        family: jsonwebtoken::AlgorithmFamily,
+    ) -> Option<JwtKeys> {
+        use jsonwebtoken::AlgorithmFamily as F;
+        let pem = self.read_file(path, k)?;
+        let parsed = match family {
+            F::Rsa => DecodingKey::from_rsa_pem(&pem),
+            F::Ec => DecodingKey::from_ec_pem(&pem),
+            F::Ed => DecodingKey::from_ed_pem(&pem),
+            F::Hmac => unreachable_hmac(),
+        };
+        match parsed {
+            Ok(dk) => Some(JwtKeys::Single(dk)),
+            Err(e) => {
+                self.err(k, format!("not a {family:?} public key in PEM: {e}"));
+                None
+            }
+        }
+    }
+
+    /// `jwks_file`: keys selected by `kid`, all of the pinned type.
+    fn jwks_keys(
+        &mut self,
+        path: &str,
+        k: &str,
+        family: jsonwebtoken::AlgorithmFamily,
+    ) -> Option<JwtKeys> {
+        let bytes = self.read_file(path, k)?;
+        let set: JwkSet = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                self.err(k, format!("not a JWKS: {e}"));
+                return None;
+            }
+        };
+        let mut entries = Vec::new();
+        for (i, jwk) in set.keys.iter().enumerate() {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                self.err(k, format!("key {i} has no kid"));
+                continue;
+            };
+            let alg = jwk
+                .common
+                .key_algorithm
+                .and_then(|ka| ka.to_string().parse::<Algorithm>().ok());
+            match DecodingKey::from_jwk(jwk) {
+                Ok(dk) if dk.family() == family => entries.push(JwkEntry { kid, alg, key: dk }),
+                Ok(dk) => self.err(
+                    k,
+                    format!(
+                        "key {kid:?} is {:?}, the provider pins {family:?}",
+                        dk.family()
+                    ),
+                ),
+                Err(e) => self.err(k, format!("key {kid:?}: {e}")),
+            }
+        }
+        Some(JwtKeys::Set(entries))
+    }
+
+    /// `token_sources:` (default: the `Authorization` header only).
+    fn token_sources(&mut self, list: Option<&[Text]>, key: &str) -> Vec<TokenSource> {
+        let Some(list) = list else {
+            return vec![TokenSource::Header];
+        };
+        let mut out = Vec::new();
+        for (i, t) in list.iter().enumerate() {
             let src = if t.0 == "header" {
                 Some(TokenSource::Header)
             } else if let Some(n) = t.0.strip_prefix("cookie:").filter(|n| !n.is_empty()) {
@@ -654,9 +735,9 @@ impl<'a> Compiler<'a> {
                     .map(|n| TokenSource::Query(n.to_string()))
             };
             match src {
-                Some(s) => token_sources.push(s),
+                Some(s) => out.push(s),
                 None => self.err(
-                    k,
+                    format!("{key}.token_sources[{i}]"),
                     format!(
                         "expected `header`, `cookie:NAME` or `query:NAME`, got {:?}",
                         t.0
@@ -664,8 +745,17 @@ impl<'a> Compiler<'a> {
                 ),
             }
         }
-        let mut forward_claims = Vec::new();
-        for (claim, header) in &raw.forward_claims {
+        out
+    }
+
+    /// `forward_claims:` — never a header the proxy sets or one that frames the request.
+    fn forward_claims(
+        &mut self,
+        map: &BTreeMap<String, Text>,
+        key: &str,
+    ) -> Vec<(String, HeaderName)> {
+        let mut out = Vec::new();
+        for (claim, header) in map {
             let k = format!("{key}.forward_claims.{claim}");
             match HeaderName::from_bytes(header.0.as_bytes()) {
                 Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => self.err(
@@ -675,24 +765,18 @@ impl<'a> Compiler<'a> {
                         header.0
                     ),
                 ),
-                Ok(h) => forward_claims.push((claim.clone(), h)),
+                Ok(h) if h.as_str().contains('_') => self.err(
+                    k,
+                    format!(
+                        "{:?} contains '_': client headers with '_' are dropped, so upstreams may ignore it; use '-'",
+                        header.0
+                    ),
+                ),
+                Ok(h) => out.push((claim.clone(), h)),
                 Err(_) => self.err(k, format!("{:?} is not a valid header name", header.0)),
             }
         }
-        let audience = raw
-            .audience
-            .as_ref()
-            .map(|a| a.0.iter().map(|t| t.0.clone()).collect())
-            .unwrap_or_default();
-        Some(JwtProvider::new(
-            algorithms,
-            keys,
-            raw.issuer.as_ref().map(|t| t.0.clone()),
-            audience,
-            leeway.as_secs(),
-            token_sources,
-            forward_claims,
-        ))
+        out
     }
 
     fn basic(&mut self, raw: &RawBasic, key: &str) -> Option<BasicProvider> {
@@ -731,6 +815,18 @@ impl<'a> Compiler<'a> {
                 Err(m) => self.err(&k, format!("{} line {}: {m}", raw.htpasswd.0, n + 1)),
             }
         }
+        let costs: std::collections::BTreeSet<String> =
+            users.values().map(StoredHash::cost_label).collect();
+        if costs.len() > 1 {
+            self.warn(
+                &k,
+                format!(
+                    "{} mixes algorithms or costs ({}): every unknown user costs the most common one, so the others answer at a measurably different speed",
+                    raw.htpasswd.0,
+                    costs.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
         let realm = raw
             .realm
             .as_ref()
@@ -738,34 +834,18 @@ impl<'a> Compiler<'a> {
         Some(BasicProvider::new(realm, users))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
         index: usize,
         r: &RawRoute,
         key: &str,
-        providers: &BTreeMap<String, Arc<AuthProvider>>,
-        provider_names: Vec<&String>,
-        origins: &BTreeMap<String, Arc<OriginList>>,
-        default_max_body: Option<u64>,
-        default_rate: &Option<RateLimit>,
+        ctx: &RouteContext<'_>,
     ) -> Option<Route> {
         if r.name.0.is_empty() {
             self.err(format!("{key}.name"), "a route needs a name");
         }
         let mkey = format!("{key}.match");
-        let path = match (&r.matcher.path, &r.matcher.prefix) {
-            (Some(p), None) => self
-                .route_path(&p.0, &format!("{mkey}.path"))
-                .map(PathMatch::Exact),
-            (None, Some(p)) => self
-                .route_path(&p.0, &format!("{mkey}.prefix"))
-                .map(PathMatch::Prefix),
-            _ => {
-                self.err(&mkey, "exactly one of `path:` or `prefix:` is needed");
-                None
-            }
-        };
+        let path = self.route_match(&r.matcher, &mkey);
         let methods = r
             .matcher
             .methods
@@ -775,93 +855,23 @@ impl<'a> Compiler<'a> {
             .access
             .as_ref()
             .map(|a| self.access(a, &format!("{key}.access")));
-        let auth = match &r.auth {
-            None => {
-                self.err(key, "`auth:` is required on every route: name a provider, or write `auth: none` for a public route");
-                None
-            }
-            Some(t) if t.0 == "none" => Some(RouteAuth::None),
-            Some(t) => match providers.get(&t.0) {
-                Some(p) => Some(RouteAuth::Provider(p.clone())),
-                None if provider_names.contains(&&t.0) => None, // provider itself had errors
-                None => {
-                    self.err(
-                        format!("{key}.auth"),
-                        format!(
-                            "no provider named {:?} under `auth:` (known: {provider_names:?})",
-                            t.0
-                        ),
-                    );
-                    None
-                }
-            },
-        };
-        let mut require_claims = Vec::new();
-        if let Some(req) = &r.require {
-            let is_jwt =
-                matches!(&auth, Some(RouteAuth::Provider(p)) if matches!(p.kind, AuthKind::Jwt(_)));
-            if !is_jwt && auth.is_some() {
-                self.err(
-                    format!("{key}.require"),
-                    "require.claims needs a JWT provider in `auth:`",
-                );
-            }
-            for (claim, values) in &req.claims {
-                require_claims.push(ClaimRequirement {
-                    claim: claim.clone(),
-                    values: values.0.iter().map(|t| t.0.clone()).collect(),
-                });
-            }
-        }
-        let cors = r.cors.as_ref().and_then(|c| {
-            let ck = format!("{key}.cors");
-            let list = self.origins_ref(&c.origins, &format!("{ck}.origins"), origins);
-            let methods = c.methods.as_ref().map(|m| self.methods(m, &format!("{ck}.methods"))).unwrap_or_default();
-            let max_age = c.max_age.as_ref().map(|_| self.duration(&c.max_age, &format!("{ck}.max_age"), Duration::ZERO));
-            let credentials = c.credentials.unwrap_or(false);
-            if let Some(l) = &list {
-                if credentials && l.entries.contains(&OriginPattern::Null) {
-                    self.err(format!("{ck}.origins"), "`null` with credentials: true would hand credentials to any sandboxed page");
-                }
-            }
-            Some(Cors {
-                origins: list?,
-                credentials,
-                methods,
-                headers: c.headers.iter().flatten().map(|t| t.0.to_ascii_lowercase()).collect(),
-                expose_headers: c.expose_headers.iter().flatten().map(|t| t.0.to_ascii_lowercase()).collect(),
-                max_age,
-                enforce: c.enforce.unwrap_or(false),
-            })
-        });
-        let websocket = r.websocket.as_ref().map(|w| {
-            let wk = format!("{key}.websocket");
-            let origins = w
-                .origins
-                .as_ref()
-                .and_then(|o| self.origins_ref(o, &format!("{wk}.origins"), origins));
-            let idle_timeout = w.idle_timeout.as_ref().map(|_| {
-                self.duration(
-                    &w.idle_timeout,
-                    &format!("{wk}.idle_timeout"),
-                    Duration::ZERO,
-                )
-            });
-            WebSocketSettings {
-                origins,
-                max_per_ip: w.max_per_ip,
-                max_per_subject: w.max_per_subject,
-                idle_timeout,
-                allow_missing_origin: w.allow_missing_origin.unwrap_or(false),
-            }
-        });
+        let auth = self.route_auth(r.auth.as_ref(), key, ctx);
+        let require_claims = self.route_claims(r.require.as_ref(), auth.as_ref(), key);
+        let cors = r
+            .cors
+            .as_ref()
+            .and_then(|c| self.route_cors(c, &format!("{key}.cors"), ctx.origins));
+        let websocket = r
+            .websocket
+            .as_ref()
+            .map(|w| self.route_websocket(w, &format!("{key}.websocket"), ctx.origins));
         let max_body = match &r.max_body {
             Some(_) => self.size(&r.max_body, &format!("{key}.max_body")),
-            None => default_max_body,
+            None => ctx.default_max_body,
         };
         let rate_limit = match &r.rate_limit {
             Some(rl) => self.rate_limit(rl, &format!("{key}.rate_limit"), false),
-            None => default_rate.clone(),
+            None => ctx.default_rate.clone(),
         };
         let upstream_timeout = r.upstream_timeout.as_ref().map(|_| {
             self.duration(
@@ -870,21 +880,10 @@ impl<'a> Compiler<'a> {
                 Duration::ZERO,
             )
         });
-        let concurrency = r.concurrency.as_ref().map(|c| {
-            let ck = format!("{key}.concurrency");
-            if c.max_in_flight == 0 {
-                self.err(format!("{ck}.max_in_flight"), "must be at least 1");
-            }
-            Concurrency {
-                max_in_flight: c.max_in_flight,
-                queue: c.queue.unwrap_or(0),
-                queue_timeout: self.duration(
-                    &c.queue_timeout,
-                    &format!("{ck}.queue_timeout"),
-                    Duration::from_secs(30),
-                ),
-            }
-        });
+        let concurrency = r
+            .concurrency
+            .as_ref()
+            .map(|c| self.route_concurrency(c, &format!("{key}.concurrency")));
         Some(Route {
             index,
             name: r.name.0.clone(),
@@ -900,6 +899,166 @@ impl<'a> Compiler<'a> {
             upstream_timeout,
             concurrency,
         })
+    }
+
+    /// `match:` — exactly one of `path:` or `prefix:`.
+    fn route_match(&mut self, m: &RawMatch, mkey: &str) -> Option<PathMatch> {
+        match (&m.path, &m.prefix) {
+            (Some(p), None) => self
+                .route_path(&p.0, &format!("{mkey}.path"))
+                .map(PathMatch::Exact),
+            (None, Some(p)) => self
+                .route_path(&p.0, &format!("{mkey}.prefix"))
+                .map(PathMatch::Prefix),
+            _ => {
+                self.err(mkey, "exactly one of `path:` or `prefix:` is needed");
+                None
+            }
+        }
+    }
+
+    /// `auth:` — required: a provider's name, or `none`.
+    fn route_auth(
+        &mut self,
+        auth: Option<&Text>,
+        key: &str,
+        ctx: &RouteContext<'_>,
+    ) -> Option<RouteAuth> {
+        match auth {
+            None => {
+                self.err(key, "`auth:` is required on every route: name a provider, or write `auth: none` for a public route");
+                None
+            }
+            Some(t) if t.0 == "none" => Some(RouteAuth::None),
+            Some(t) => match ctx.providers.get(&t.0) {
+                Some(p) => Some(RouteAuth::Provider(p.clone())),
+                None if ctx.provider_names.contains(&&t.0) => None, // provider itself had errors
+                None => {
+                    self.err(
+                        format!("{key}.auth"),
+                        format!(
+                            "no provider named {:?} under `auth:` (known: {:?})",
+                            t.0, ctx.provider_names
+                        ),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// `require.claims` — needs a JWT provider.
+    fn route_claims(
+        &mut self,
+        require: Option<&RawRequire>,
+        auth: Option<&RouteAuth>,
+        key: &str,
+    ) -> Vec<ClaimRequirement> {
+        let Some(req) = require else {
+            return Vec::new();
+        };
+        let is_jwt =
+            matches!(auth, Some(RouteAuth::Provider(p)) if matches!(p.kind, AuthKind::Jwt(_)));
+        if !is_jwt && auth.is_some() {
+            self.err(
+                format!("{key}.require"),
+                "require.claims needs a JWT provider in `auth:`",
+            );
+        }
+        req.claims
+            .iter()
+            .map(|(claim, values)| ClaimRequirement {
+                claim: claim.clone(),
+                values: values.0.iter().map(|t| t.0.clone()).collect(),
+            })
+            .collect()
+    }
+
+    /// `cors:`
+    fn route_cors(
+        &mut self,
+        c: &RawCors,
+        ck: &str,
+        origins: &BTreeMap<String, Arc<OriginList>>,
+    ) -> Option<Cors> {
+        let list = self.origins_ref(&c.origins, &format!("{ck}.origins"), origins);
+        let methods = c
+            .methods
+            .as_ref()
+            .map(|m| self.methods(m, &format!("{ck}.methods")))
+            .unwrap_or_default();
+        let max_age = c
+            .max_age
+            .as_ref()
+            .map(|_| self.duration(&c.max_age, &format!("{ck}.max_age"), Duration::ZERO));
+        let credentials = c.credentials.unwrap_or(false);
+        if let Some(l) = &list {
+            if credentials && l.entries.contains(&OriginPattern::Null) {
+                self.err(
+                    format!("{ck}.origins"),
+                    "`null` with credentials: true would hand credentials to any sandboxed page",
+                );
+            }
+        }
+        let lower = |v: &Option<Vec<Text>>| -> Vec<String> {
+            v.iter()
+                .flatten()
+                .map(|t| t.0.to_ascii_lowercase())
+                .collect()
+        };
+        Some(Cors {
+            origins: list?,
+            credentials,
+            methods,
+            headers: lower(&c.headers),
+            expose_headers: lower(&c.expose_headers),
+            max_age,
+            enforce: c.enforce.unwrap_or(false),
+        })
+    }
+
+    /// `websocket:`
+    fn route_websocket(
+        &mut self,
+        w: &RawWebSocket,
+        wk: &str,
+        origins: &BTreeMap<String, Arc<OriginList>>,
+    ) -> WebSocketSettings {
+        let origins = w
+            .origins
+            .as_ref()
+            .and_then(|o| self.origins_ref(o, &format!("{wk}.origins"), origins));
+        let idle_timeout = w.idle_timeout.as_ref().map(|_| {
+            self.duration(
+                &w.idle_timeout,
+                &format!("{wk}.idle_timeout"),
+                Duration::ZERO,
+            )
+        });
+        WebSocketSettings {
+            origins,
+            max_per_ip: w.max_per_ip,
+            max_per_subject: w.max_per_subject,
+            idle_timeout,
+            allow_missing_origin: w.allow_missing_origin.unwrap_or(false),
+            close_on_token_expiry: w.close_on_token_expiry.unwrap_or(false),
+        }
+    }
+
+    /// `concurrency:`
+    fn route_concurrency(&mut self, c: &RawConcurrency, ck: &str) -> Concurrency {
+        if c.max_in_flight == 0 {
+            self.err(format!("{ck}.max_in_flight"), "must be at least 1");
+        }
+        Concurrency {
+            max_in_flight: c.max_in_flight,
+            queue: c.queue.unwrap_or(0),
+            queue_timeout: self.duration(
+                &c.queue_timeout,
+                &format!("{ck}.queue_timeout"),
+                Duration::from_secs(30),
+            ),
+        }
     }
 
     fn route_path(&mut self, p: &str, key: &str) -> Option<String> {

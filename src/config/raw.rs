@@ -71,6 +71,23 @@ pub struct RawServer {
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub paths: RawPaths,
+    #[serde(default)]
+    pub headers: RawHeaders,
+}
+
+/// `server.paths`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPaths {
+    pub allow_semicolon: Option<bool>,
+    pub case_insensitive: Option<bool>,
+}
+
+/// `server.headers`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHeaders {
+    pub allow_underscores: Option<bool>,
 }
 
 /// `server.listen[i]`
@@ -215,6 +232,7 @@ pub struct RawWebSocket {
     pub max_per_subject: Option<u32>,
     pub idle_timeout: Option<Text>,
     pub allow_missing_origin: Option<bool>,
+    pub close_on_token_expiry: Option<bool>,
 }
 
 /// `routes[i].concurrency`

@@ -7,14 +7,8 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
-/// A token-bucket rate: `count` requests per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Requests admitted per period.
-    pub count: u32,
-    /// The refill period.
-    pub period: Duration,
-}
+pub use crate::policy::client_ip::canonical as canonical_ip;
+pub use crate::policy::model::Rate;
 
 /// Parses `500ms`, `10s`, `1m`, `1h` (a whole number and a unit; the unit is required).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -80,17 +74,6 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
         ));
     }
     Ok(Rate { count, period })
-}
-
-/// Treats an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`) as the IPv4 address it carries.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
 }
 
 /// Parses a CIDR (`10.0.0.0/8`, `::1/128`) or a bare address (a single host). An

@@ -3,6 +3,7 @@
 //! and the tests assert on.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use serde::Serialize;
@@ -113,6 +114,8 @@ impl std::fmt::Display for Reason {
 /// A refusal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Denial {
+    /// The evaluation step that refused (`client_ip`, `hygiene`, `path`, `route`, `auth`, …).
+    pub step: &'static str,
     /// Reason code.
     pub reason: Reason,
     /// Message for the client (never the precise auth cause).
@@ -124,28 +127,61 @@ pub struct Denial {
 }
 
 impl Denial {
-    /// A denial with no extra headers or cause.
-    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+    /// A denial at `step` with no extra headers or cause.
+    pub fn new(step: &'static str, reason: Reason, message: impl Into<String>) -> Self {
         Denial {
+            step,
             reason,
             message: message.into(),
             headers: Vec::new(),
             cause: None,
         }
     }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Adds the precise cause, for the log only.
+    pub fn with_cause(mut self, cause: String) -> Self {
+        self.cause = Some(cause);
+        self
+    }
 }
 
-/// What to forward.
+/// What to forward, and everything the proxy needs to do it: the glue decides nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Forward {
+    /// Index of the route in `routes:`.
+    pub route: usize,
     /// Normalized path.
     pub path: String,
-    /// Query to forward (a `query:` token removed).
+    /// Query to forward (`query:` token parameters removed).
     pub query: Option<String>,
     /// Who authenticated, if the route has auth.
     pub identity: Option<Identity>,
     /// Claim headers to add (`forward_claims`).
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `X-Forwarded-For` hops we vouch for, left of the peer (empty: the peer is the client).
+    pub forwarded_for: String,
+    /// Whether the peer is a trusted proxy (its `X-Forwarded-Proto`/`-Host`, `Forwarded` and
+    /// `X-Request-Id` are kept).
+    pub peer_trusted: bool,
+    /// A WebSocket upgrade on a websocket route: `Upgrade` passes, and these timeouts apply.
+    pub websocket: Option<WebSocketForward>,
+    /// Each wait for the upstream on a plain request.
+    pub upstream_timeout: Duration,
+}
+
+/// The facts an admitted WebSocket carries for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketForward {
+    /// Idle timeout once upgraded (replaces the HTTP timeouts).
+    pub idle_timeout: Duration,
+    /// The JWT's `exp` plus leeway (Unix seconds) when the socket must close at expiry.
+    pub close_at: Option<u64>,
 }
 
 /// The verdict.
@@ -210,7 +246,7 @@ impl Trail {
 /// The result of evaluating one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    /// Client IP per step 1.
+    /// Client IP per step 1 (the peer when step 1 itself refused).
     pub client_ip: IpAddr,
     /// Index of the chosen route, once one is chosen.
     pub route: Option<usize>,
@@ -226,6 +262,22 @@ impl Decision {
         match &self.outcome {
             Outcome::Forward(_) => 200,
             Outcome::Deny(d) => d.reason.status(),
+        }
+    }
+
+    /// The step that decided: the denying step, or `forward`.
+    pub fn step(&self) -> &'static str {
+        match &self.outcome {
+            Outcome::Forward(_) => "forward",
+            Outcome::Deny(d) => d.step,
+        }
+    }
+
+    /// The reason code of a denial.
+    pub fn reason(&self) -> Option<Reason> {
+        match &self.outcome {
+            Outcome::Forward(_) => None,
+            Outcome::Deny(d) => Some(d.reason),
         }
     }
 }

@@ -1,202 +1,375 @@
 //! The decision: compiled policy + request facts → verdict + trail, in the order of
 //! `POLICY.md` ("Evaluation order"), stopping at the first denial. Pure: no I/O, no clock
-//! (the time comes in the facts), no shared state. Stateful steps (connection caps, rate
-//! limits, queues) are enforced by the runtime around this call and are recorded here as
-//! "not evaluated".
+//! (the time comes in the facts), no shared state.
+//!
+//! Each step is one small function returning `Result<_, Denial>`, chained with `?` in
+//! [`Eval::run`], so the evaluation order reads off that one function. Stateful steps
+//! (connection caps, rate limits, queues) are enforced by the runtime around this call and
+//! are recorded here as "not evaluated". The trail's text is only formatted when recording.
 
-use http::{HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use serde_json::Value;
 
-use super::auth::{jwt::strip_query_param, AuthFailure, AuthKind, Identity};
-use super::client_ip::{client_ip, in_nets};
-use super::decision::{Decision, Denial, Forward, Outcome, Reason, Trail};
+use super::auth::{AuthInput, AuthKind, Identity};
+use super::client_ip::{client_ip, in_nets, ClientIp};
+use super::decision::{Decision, Denial, Forward, Outcome, Reason, Trail, WebSocketForward};
 use super::facts::RequestFacts;
 use super::model::{AccessRule, Policy, Route, RouteAuth};
-use super::path::normalize_target;
+use super::origin::Origin;
+use super::path::{normalize_target, NormalizedTarget};
 
 /// Evaluates one request. `record` turns the trail on (`explain`, debugging); the verdict is
 /// the same either way.
 pub fn decide(policy: &Policy, facts: &RequestFacts<'_>, record: bool) -> Decision {
-    let mut trail = Trail::new(record);
-    let client = client_ip(facts.peer, &policy.server.trusted_proxies, facts.headers);
-    trail.record("client_ip", "pass", || {
-        format!("{} — {}", client.ip, client.how)
-    });
-    let ip = client.ip;
-    let (route, outcome) = evaluate(policy, facts, ip, &mut trail);
-    Decision {
-        client_ip: ip,
-        route,
-        outcome,
-        trail,
-    }
-}
-
-fn deny(reason: Reason, message: impl Into<String>) -> Outcome {
-    Outcome::Deny(Denial::new(reason, message))
-}
-
-fn evaluate(
-    policy: &Policy,
-    facts: &RequestFacts<'_>,
-    ip: std::net::IpAddr,
-    trail: &mut Trail,
-) -> (Option<usize>, Outcome) {
-    // 0. Head limits (431).
-    let limits = &policy.server.limits;
-    if facts.headers.len() > limits.max_headers as usize {
-        trail.record("head", "deny", || {
-            format!("server.limits.max_headers = {}", limits.max_headers)
-        });
-        return (
-            None,
-            deny(
-                Reason::HeadersTooLarge,
-                format!("more than {} header lines", limits.max_headers),
-            ),
-        );
-    }
-    if facts.head_bytes as u64 > limits.max_header_bytes {
-        trail.record("head", "deny", || {
-            format!(
-                "server.limits.max_header_bytes = {}",
-                limits.max_header_bytes
-            )
-        });
-        return (
-            None,
-            deny(
-                Reason::HeadersTooLarge,
-                format!("request head over {} bytes", limits.max_header_bytes),
-            ),
-        );
-    }
-
-    // 2. Global access.
-    if let Some(rule) = &policy.access {
-        match check_access(rule, ip) {
-            Ok(why) => trail.record("access", "pass", || why),
-            Err(why) => {
-                trail.record("access", "deny", || why);
-                return (None, deny(Reason::IpDenied, "your address is not allowed"));
-            }
-        }
-    } else {
-        trail.record("access", "pass", || {
-            "no global access rule (allow all)".into()
-        });
-    }
-
-    // 3. connections_per_ip (stateful).
-    if let Some(n) = limits.connections_per_ip {
-        trail.record("connections_per_ip", "not evaluated", || {
-            format!("server.limits.connections_per_ip = {n} (stateful)")
-        });
-    }
-
-    // 4. Path normalization.
-    let target = match normalize_target(facts.target) {
-        Ok(t) => {
-            trail.record("path", "pass", || format!("normalized to {}", t.path));
-            t
-        }
-        Err(e) => {
-            trail.record("path", "deny", || e.0.to_string());
-            return (None, deny(Reason::BadPath, e.0));
-        }
+    let mut eval = Eval {
+        policy,
+        facts,
+        trail: Trail::new(record),
+        client: None,
+        route: None,
     };
+    let outcome = match eval.run() {
+        Ok(fwd) => Outcome::Forward(fwd),
+        Err(d) => Outcome::Deny(d),
+    };
+    Decision {
+        client_ip: eval
+            .client
+            .as_ref()
+            .map_or(super::client_ip::canonical(facts.peer), |c| c.ip),
+        route: eval.route.map(|r| r.index),
+        outcome,
+        trail: eval.trail,
+    }
+}
 
-    // 6. Route match (path and method; first in file order).
-    let mut path_matched = Vec::new();
-    let mut chosen = None;
-    for r in &policy.routes {
-        if r.path.matches(&target.path) {
-            if r.allows_method(facts.method) {
-                chosen = Some(r);
-                break;
+/// One evaluation in progress.
+struct Eval<'p, 'f> {
+    policy: &'p Policy,
+    facts: &'f RequestFacts<'f>,
+    trail: Trail,
+    client: Option<ClientIp>,
+    route: Option<&'p Route>,
+}
+
+impl<'p> Eval<'p, '_> {
+    /// The evaluation order of POLICY.md, one step a line.
+    fn run(&mut self) -> Result<Forward, Denial> {
+        let client = self.client_ip()?;
+        self.head_limits()?;
+        self.hygiene()?;
+        self.global_access(client.ip)?;
+        self.connections_note();
+        let target = self.path()?;
+        let route = self.route(&target.path)?;
+        self.route_access(route, client.ip)?;
+        let upgrade = self.facts.is_websocket_upgrade();
+        self.origin(route, upgrade)?;
+        let identity = self.auth(route, &target, upgrade)?;
+        self.claims(route, identity.as_ref())?;
+        self.stateful_notes(route, upgrade);
+        Ok(self.forward(route, target, identity, upgrade, client))
+    }
+
+    fn deny(&mut self, step: &'static str, reason: Reason, message: &str) -> Denial {
+        Denial::new(step, reason, message)
+    }
+
+    /// 1. Peer → client IP.
+    fn client_ip(&mut self) -> Result<ClientIp, Denial> {
+        let facts = self.facts;
+        match client_ip(
+            facts.peer,
+            &self.policy.server.trusted_proxies,
+            facts.headers,
+        ) {
+            Ok(c) => {
+                self.trail.record("client_ip", "pass", || c.to_string());
+                self.client = Some(c.clone());
+                Ok(c)
             }
-            path_matched.push(r);
+            Err(hop) => {
+                self.trail.record("client_ip", "deny", || {
+                    format!(
+                        "X-Forwarded-For element {} ({:?}) is not an address, and the client is not found yet",
+                        hop.position, hop.element
+                    )
+                });
+                Err(self
+                    .deny(
+                        "client_ip",
+                        Reason::BadRequest,
+                        "X-Forwarded-For holds an element that is not an address",
+                    )
+                    .with_cause(format!(
+                        "unreadable X-Forwarded-For element {}: {:?}",
+                        hop.position, hop.element
+                    )))
+            }
         }
     }
-    let Some(route) = chosen else {
-        if path_matched.is_empty() {
-            trail.record("route", "deny", || {
-                format!("no route matches {}", target.path)
+
+    /// Head limits → 431.
+    fn head_limits(&mut self) -> Result<(), Denial> {
+        let limits = self.policy.server.limits;
+        if self.facts.headers.len() > limits.max_headers as usize {
+            self.trail.record("head", "deny", || {
+                format!("server.limits.max_headers = {}", limits.max_headers)
             });
-            return (None, deny(Reason::NoRoute, "no route for this path"));
+            let msg = format!("more than {} header lines", limits.max_headers);
+            return Err(self.deny("head", Reason::HeadersTooLarge, &msg));
         }
-        let mut allow: Vec<&str> = Vec::new();
-        for r in &path_matched {
-            for m in r.methods.iter().flatten() {
-                if !allow.contains(&m.as_str()) {
-                    allow.push(m.as_str());
+        if self.facts.head_bytes as u64 > limits.max_header_bytes {
+            self.trail.record("head", "deny", || {
+                format!(
+                    "server.limits.max_header_bytes = {}",
+                    limits.max_header_bytes
+                )
+            });
+            let msg = format!("request head over {} bytes", limits.max_header_bytes);
+            return Err(self.deny("head", Reason::HeadersTooLarge, &msg));
+        }
+        Ok(())
+    }
+
+    /// Request hygiene (POLICY.md): `Host` and the upgrade's HTTP version → 400.
+    fn hygiene(&mut self) -> Result<(), Denial> {
+        match check_hygiene(self.facts) {
+            Ok(()) => Ok(()),
+            Err(why) => {
+                self.trail.record("hygiene", "deny", || why.to_string());
+                Err(self.deny("hygiene", Reason::BadRequest, why))
+            }
+        }
+    }
+
+    /// 2. Global access.
+    fn global_access(&mut self, ip: IpAddr) -> Result<(), Denial> {
+        let Some(rule) = &self.policy.access else {
+            self.trail.record("access", "pass", || {
+                "no global access rule (allow all)".into()
+            });
+            return Ok(());
+        };
+        self.access_rule(rule, ip, "access", "your address is not allowed")
+    }
+
+    fn access_rule(
+        &mut self,
+        rule: &AccessRule,
+        ip: IpAddr,
+        step: &'static str,
+        message: &str,
+    ) -> Result<(), Denial> {
+        match check_access(rule, ip) {
+            Ok(()) => {
+                self.trail.record(step, "pass", || explain_access(rule, ip));
+                Ok(())
+            }
+            Err(()) => {
+                self.trail.record(step, "deny", || explain_access(rule, ip));
+                Err(self.deny(step, Reason::IpDenied, message))
+            }
+        }
+    }
+
+    /// 3. Connection caps (stateful: enforced by the runtime).
+    fn connections_note(&mut self) {
+        if let Some(n) = self.policy.server.limits.connections_per_ip {
+            self.trail
+                .record("connections_per_ip", "not evaluated", || {
+                    format!("server.limits.connections_per_ip = {n} (stateful)")
+                });
+        }
+    }
+
+    /// 4. Path normalization, and `;` path parameters.
+    fn path(&mut self) -> Result<NormalizedTarget, Denial> {
+        let target = match normalize_target(self.facts.target) {
+            Ok(t) => t,
+            Err(e) => {
+                self.trail.record("path", "deny", || e.0.to_string());
+                return Err(self.deny("path", Reason::BadPath, e.0));
+            }
+        };
+        let paths = self.policy.server.paths;
+        if !paths.allow_semicolon && (target.path.contains(';') || target.path.contains("%3B")) {
+            self.trail.record("path", "deny", || {
+                "';' path parameter (server.paths.allow_semicolon is false)".into()
+            });
+            return Err(self.deny(
+                "path",
+                Reason::BadPath,
+                "';' path parameters are not accepted",
+            ));
+        }
+        self.trail
+            .record("path", "pass", || format!("normalized to {}", target.path));
+        Ok(target)
+    }
+
+    /// 6. Route match: the first route whose path and method match → 404 / 405.
+    fn route(&mut self, path: &str) -> Result<&'p Route, Denial> {
+        let policy = self.policy;
+        let fold = policy.server.paths.case_insensitive;
+        let method = self.facts.method;
+        let mut path_matched = false;
+        for r in &policy.routes {
+            if r.path.matches(path, fold) {
+                if r.allows_method(method) {
+                    self.trail.record("route", "pass", || {
+                        format!("{} ({}.match)", r.name, r.key())
+                    });
+                    self.route = Some(r);
+                    return Ok(r);
                 }
+                path_matched = true;
+            }
+        }
+        if !path_matched {
+            self.trail
+                .record("route", "deny", || format!("no route matches {path}"));
+            return Err(self.deny("route", Reason::NoRoute, "no route for this path"));
+        }
+        let matching: Vec<&Route> = policy
+            .routes
+            .iter()
+            .filter(|r| r.path.matches(path, fold))
+            .collect();
+        let mut allow: Vec<&str> = Vec::new();
+        for m in matching.iter().flat_map(|r| r.methods.iter().flatten()) {
+            if !allow.contains(&m.as_str()) {
+                allow.push(m.as_str());
             }
         }
         let allow = allow.join(", ");
-        trail.record("route", "deny", || {
-            let names: Vec<String> = path_matched
+        self.trail.record("route", "deny", || {
+            let names: Vec<String> = matching
                 .iter()
                 .map(|r| format!("{} ({})", r.name, r.key()))
                 .collect();
             format!(
-                "path matched {} but not method {}; allowed: {allow}",
-                names.join(", "),
-                facts.method
+                "path matched {} but not method {method}; allowed: {allow}",
+                names.join(", ")
             )
         });
-        let mut d = Denial::new(
-            Reason::MethodNotAllowed,
-            format!("method {} not allowed here", facts.method),
-        );
-        d.headers.push((http::header::ALLOW, allow));
-        return (None, Outcome::Deny(d));
-    };
-    let rid = Some(route.index);
-    trail.record("route", "pass", || {
-        format!("{} ({}.match)", route.name, route.key())
-    });
+        let msg = format!("method {method} not allowed here");
+        Err(self
+            .deny("route", Reason::MethodNotAllowed, &msg)
+            .with_header(http::header::ALLOW, allow))
+    }
 
-    // 7. Route access.
-    if let Some(rule) = &route.access {
-        match check_access(rule, ip) {
-            Ok(why) => trail.record("route_access", "pass", || why),
-            Err(why) => {
-                trail.record("route_access", "deny", || why);
-                return (
-                    rid,
-                    deny(
-                        Reason::IpDenied,
-                        "your address is not allowed on this route",
-                    ),
-                );
+    /// 7. Route access.
+    fn route_access(&mut self, route: &Route, ip: IpAddr) -> Result<(), Denial> {
+        match &route.access {
+            Some(rule) => self.access_rule(
+                rule,
+                ip,
+                "route_access",
+                "your address is not allowed on this route",
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// 8. Origins: WebSocket upgrades on routes with `websocket.origins`; `cors.enforce`.
+    fn origin(&mut self, route: &Route, upgrade: bool) -> Result<(), Denial> {
+        let origin = self
+            .facts
+            .headers
+            .get(http::header::ORIGIN)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        if let (true, Some(ws)) = (upgrade, &route.websocket) {
+            if let Some(list) = &ws.origins {
+                return match origin {
+                    None if ws.allow_missing_origin => {
+                        self.trail.record("origin", "pass", || {
+                            format!("no Origin; {}.websocket.allow_missing_origin", route.key())
+                        });
+                        Ok(())
+                    }
+                    None => {
+                        self.trail.record("origin", "deny", || {
+                            format!(
+                                "WebSocket upgrade without Origin ({}.websocket.origins)",
+                                route.key()
+                            )
+                        });
+                        Err(self.deny(
+                            "origin",
+                            Reason::OriginDenied,
+                            "a WebSocket upgrade must send an allowed Origin",
+                        ))
+                    }
+                    Some(o) => match list.find(o) {
+                        Some(i) => {
+                            self.trail.record("origin", "pass", || {
+                                format!("{o} matches {}[{i}]", list.key)
+                            });
+                            Ok(())
+                        }
+                        None => {
+                            self.trail.record("origin", "deny", || {
+                                format!("{o:?} is not on {}", list.key)
+                            });
+                            Err(self.deny("origin", Reason::OriginDenied, "origin not allowed"))
+                        }
+                    },
+                };
             }
         }
+        let (Some(cors), Some(o)) = (&route.cors, origin) else {
+            return Ok(());
+        };
+        match cors.origins.find(o) {
+            Some(i) => self.trail.record("origin", "pass", || {
+                format!("{o} matches {}[{i}]", cors.origins.key)
+            }),
+            None if cors.enforce => {
+                self.trail.record("origin", "deny", || {
+                    format!(
+                        "{o:?} is not on {} and {}.cors.enforce is true",
+                        cors.origins.key,
+                        route.key()
+                    )
+                });
+                return Err(self.deny("origin", Reason::OriginDenied, "origin not allowed"));
+            }
+            None => self.trail.record("origin", "pass", || {
+                format!(
+                    "{o:?} is not on {}: forwarded without CORS headers",
+                    cors.origins.key
+                )
+            }),
+        }
+        Ok(())
     }
 
-    // 8. Origins: WebSocket upgrades on routes with websocket.origins; cors.enforce.
-    let upgrade = facts.is_websocket_upgrade();
-    if let Err(o) = check_origin(route, facts, upgrade, trail) {
-        return (rid, *o);
-    }
-
-    // 9. Auth.
-    let websocket_route = route.websocket.is_some();
-    let identity = match &route.auth {
-        RouteAuth::None => {
-            trail.record("auth", "pass", || {
+    /// 9. Authentication → 401.
+    fn auth(
+        &mut self,
+        route: &Route,
+        target: &NormalizedTarget,
+        upgrade: bool,
+    ) -> Result<Option<Identity>, Denial> {
+        let RouteAuth::Provider(p) = &route.auth else {
+            self.trail.record("auth", "pass", || {
                 format!("auth: none ({}.auth)", route.key())
             });
-            None
-        }
-        RouteAuth::Provider(p) => match p.authenticate(
-            facts.headers,
-            target.query.as_deref(),
-            websocket_route,
-            facts.now,
-        ) {
+            return Ok(None);
+        };
+        let input = AuthInput {
+            headers: self.facts.headers,
+            query: target.query.as_deref(),
+            websocket_route: route.websocket.is_some(),
+            now: self.facts.now,
+            cookie_refused: cross_site(self.facts, route, upgrade),
+        };
+        match p.authenticate(&input) {
             Ok(id) => {
-                trail.record("auth", "pass", || {
+                self.trail.record("auth", "pass", || {
                     format!(
                         "{} via {} (auth.{}), subject {:?}",
                         p.name,
@@ -205,38 +378,30 @@ fn evaluate(
                         id.subject.as_deref().unwrap_or("-")
                     )
                 });
-                Some(id)
+                Ok(Some(id))
             }
             Err(failure) => {
-                let (reason, cause) = match &failure {
-                    AuthFailure::Missing { cause } => (Reason::AuthRequired, cause),
-                    AuthFailure::TokenInvalid { cause } => (Reason::TokenInvalid, cause),
-                    AuthFailure::CredentialsInvalid { cause } => {
-                        (Reason::CredentialsInvalid, cause)
-                    }
-                };
-                trail.record("auth", "deny", || format!("auth.{}: {cause}", p.name));
-                let message = match reason {
-                    Reason::AuthRequired => "authentication required",
-                    Reason::TokenInvalid => "the token was rejected",
-                    _ => "the credentials were rejected",
-                };
-                let mut d = Denial::new(reason, message);
-                d.headers
-                    .push((http::header::WWW_AUTHENTICATE, p.challenge(&failure)));
-                d.cause = Some(cause.clone());
-                return (rid, Outcome::Deny(d));
+                let (reason, message, cause) = failure.classify();
+                self.trail
+                    .record("auth", "deny", || format!("auth.{}: {cause}", p.name));
+                Err(self
+                    .deny("auth", reason, message)
+                    .with_header(http::header::WWW_AUTHENTICATE, p.challenge(&failure))
+                    .with_cause(cause.to_string()))
             }
-        },
-    };
+        }
+    }
 
-    // 10. require.claims
-    if !route.require_claims.is_empty() {
-        let claims = identity.as_ref().map(|i| &i.claims);
+    /// 10. `require.claims` → 403.
+    fn claims(&mut self, route: &Route, identity: Option<&Identity>) -> Result<(), Denial> {
+        if route.require_claims.is_empty() {
+            return Ok(());
+        }
+        let claims = identity.map(|i| &i.claims);
         for req in &route.require_claims {
             let value = claims.and_then(|c| c.get(&req.claim));
             if !claim_matches(&req.claim, value, &req.values) {
-                trail.record("claims", "deny", || {
+                self.trail.record("claims", "deny", || {
                     format!(
                         "{}.require.claims.{} needs one of {:?}",
                         route.key(),
@@ -244,162 +409,267 @@ fn evaluate(
                         req.values
                     )
                 });
-                return (
-                    rid,
-                    deny(
-                        Reason::InsufficientClaims,
-                        format!("claim {:?} does not allow this route", req.claim),
-                    ),
-                );
+                let msg = format!("claim {:?} does not allow this route", req.claim);
+                return Err(self.deny("claims", Reason::InsufficientClaims, &msg));
             }
         }
-        trail.record("claims", "pass", || {
+        self.trail.record("claims", "pass", || {
             format!("{}.require.claims satisfied", route.key())
         });
+        Ok(())
     }
 
-    // 11–14. Stateful or body-time steps.
-    if let Some(rl) = &route.rate_limit {
-        trail.record("rate_limit", "not evaluated", || {
-            format!("{} (stateful)", rl.key)
-        });
-    }
-    if let Some(ws) = &route.websocket {
-        if upgrade && (ws.max_per_ip.is_some() || ws.max_per_subject.is_some()) {
-            trail.record("websocket_limits", "not evaluated", || {
-                format!("{}.websocket (stateful)", route.key())
+    /// 11–14: stateful or body-time steps, enforced around this call.
+    fn stateful_notes(&mut self, route: &Route, upgrade: bool) {
+        if let Some(rl) = &route.rate_limit {
+            self.trail.record("rate_limit", "not evaluated", || {
+                format!("{} (stateful)", rl.key)
+            });
+        }
+        if let Some(ws) = &route.websocket {
+            if upgrade && (ws.max_per_ip.is_some() || ws.max_per_subject.is_some()) {
+                self.trail.record("websocket_limits", "not evaluated", || {
+                    format!("{}.websocket (stateful)", route.key())
+                });
+            }
+        }
+        if let Some(max) = route.max_body {
+            self.trail.record("max_body", "not evaluated", || {
+                format!("{max} bytes (checked while the body streams)")
+            });
+        }
+        if route.concurrency.is_some() {
+            self.trail.record("concurrency", "not evaluated", || {
+                format!("{}.concurrency (stateful)", route.key())
             });
         }
     }
-    if let Some(max) = route.max_body {
-        trail.record("max_body", "not evaluated", || {
-            format!("{max} bytes (checked while the body streams)")
-        });
-    }
-    if route.concurrency.is_some() {
-        trail.record("concurrency", "not evaluated", || {
-            format!("{}.concurrency (stateful)", route.key())
-        });
-    }
 
-    // 15. Forward.
-    let query = match (
-        &target.query,
-        identity
+    /// 15. Forward: everything the proxy needs, decided here.
+    fn forward(
+        &mut self,
+        route: &Route,
+        target: NormalizedTarget,
+        identity: Option<Identity>,
+        upgrade: bool,
+        client: ClientIp,
+    ) -> Forward {
+        let policy = self.policy;
+        let query = match &target.query {
+            Some(q) => strip_token_params(q, route),
+            None => None,
+        };
+        let claim_headers = identity
             .as_ref()
-            .and_then(|i| i.strip_query_param.as_deref()),
-    ) {
-        (Some(q), Some(param)) => strip_query_param(q, param),
-        (q, None) => q.clone(),
-        (None, Some(_)) => None,
-    };
-    let claim_headers = identity
-        .as_ref()
-        .map(|id| claim_headers(route, id))
-        .unwrap_or_default();
-    trail.record("forward", "pass", || {
-        format!("to upstream as {}", target.path)
-    });
-    (
-        rid,
-        Outcome::Forward(Forward {
+            .map(|id| claim_headers(route, id))
+            .unwrap_or_default();
+        let timeouts = policy.server.timeouts;
+        let websocket = match (&route.websocket, upgrade) {
+            (Some(ws), true) => Some(WebSocketForward {
+                idle_timeout: ws.idle_timeout.unwrap_or(timeouts.websocket_idle),
+                close_at: ws
+                    .close_on_token_expiry
+                    .then(|| identity.as_ref().and_then(|i| i.expires_at))
+                    .flatten(),
+            }),
+            _ => None,
+        };
+        self.trail.record("forward", "pass", || {
+            format!("to upstream as {}", target.path)
+        });
+        Forward {
+            route: route.index,
             path: target.path,
             query,
             identity,
             claim_headers,
-        }),
-    )
+            peer_trusted: in_nets(&policy.server.trusted_proxies, client.peer).is_some(),
+            forwarded_for: client.chain,
+            websocket,
+            upstream_timeout: route.upstream_timeout.unwrap_or(timeouts.upstream_read),
+        }
+    }
 }
 
-fn check_origin(
-    route: &Route,
-    facts: &RequestFacts<'_>,
-    upgrade: bool,
-    trail: &mut Trail,
-) -> Result<(), Box<Outcome>> {
-    let origin = facts
-        .headers
-        .get(http::header::ORIGIN)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    if upgrade {
-        if let Some(ws) = &route.websocket {
-            if let Some(list) = &ws.origins {
-                match origin {
-                    None if ws.allow_missing_origin => {
-                        trail.record("origin", "pass", || {
-                            format!("no Origin; {}.websocket.allow_missing_origin", route.key())
-                        });
-                    }
-                    None => {
-                        trail.record("origin", "deny", || {
-                            format!(
-                                "WebSocket upgrade without Origin ({}.websocket.origins)",
-                                route.key()
-                            )
-                        });
-                        return Err(Box::new(deny(
-                            Reason::OriginDenied,
-                            "a WebSocket upgrade must send an allowed Origin",
-                        )));
-                    }
-                    Some(o) => match list.find(o) {
-                        Some(i) => trail.record("origin", "pass", || {
-                            format!("{o} matches {}[{i}]", list.key)
-                        }),
-                        None => {
-                            trail.record("origin", "deny", || {
-                                format!("{o:?} is not on {}", list.key)
-                            });
-                            return Err(Box::new(deny(Reason::OriginDenied, "origin not allowed")));
-                        }
-                    },
+/// Request hygiene: `Host` present (HTTP/1.1), single, a host[:port]; an absolute-form
+/// target naming the same authority; no upgrade over HTTP/1.0.
+fn check_hygiene(facts: &RequestFacts<'_>) -> Result<(), &'static str> {
+    let mut hosts = facts.headers.get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    match host {
+        None if facts.version != Version::HTTP_10 && facts.version != Version::HTTP_09 => {
+            return Err("HTTP/1.1 request without Host");
+        }
+        None => {}
+        Some(h) => {
+            if !valid_host_header(h.as_bytes()) {
+                return Err("Host is not a single host[:port]");
+            }
+            if let Some(authority) = absolute_authority(facts.target) {
+                if !authority.eq_ignore_ascii_case(h.as_bytes()) {
+                    return Err("the absolute-form target names another host than Host");
                 }
-                return Ok(());
             }
         }
     }
-    if let (Some(cors), Some(o)) = (&route.cors, origin) {
-        match cors.origins.find(o) {
-            Some(i) => trail.record("origin", "pass", || {
-                format!("{o} matches {}[{i}]", cors.origins.key)
-            }),
-            None if cors.enforce => {
-                trail.record("origin", "deny", || {
-                    format!(
-                        "{o:?} is not on {} and {}.cors.enforce is true",
-                        cors.origins.key,
-                        route.key()
-                    )
-                });
-                return Err(Box::new(deny(Reason::OriginDenied, "origin not allowed")));
-            }
-            None => trail.record("origin", "pass", || {
-                format!(
-                    "{o:?} is not on {}: forwarded without CORS headers",
-                    cors.origins.key
-                )
-            }),
-        }
+    if facts.version <= Version::HTTP_10 && facts.is_websocket_upgrade() {
+        return Err("a WebSocket upgrade needs HTTP/1.1");
     }
     Ok(())
 }
 
-/// Deny wins, then allow (absent allow = allow all). `Ok`/`Err` carry the deciding rule.
-pub fn check_access(rule: &AccessRule, ip: std::net::IpAddr) -> Result<String, String> {
-    if let Some(i) = rule.deny.iter().position(|n| n.contains(&ip)) {
-        return Err(format!(
-            "{ip} is in {}.deny[{i}] ({})",
-            rule.key, rule.deny[i]
-        ));
+/// `host[:port]`: a registered name or IPv4 (letters, digits, `-`, `.`, `_`), or `[v6]`.
+fn valid_host_header(h: &[u8]) -> bool {
+    let (host, port) = match h {
+        [b'[', ..] => match h.iter().position(|b| *b == b']') {
+            Some(end) => {
+                let inner = &h[1..end];
+                let ok = std::str::from_utf8(inner)
+                    .is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
+                if !ok {
+                    return false;
+                }
+                (&h[..=end], &h[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match h.iter().position(|b| *b == b':') {
+            Some(i) => (&h[..i], &h[i..]),
+            None => (h, &h[h.len()..]),
+        },
+    };
+    let host_ok = host.first() == Some(&b'[')
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            !digits.is_empty() && digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    };
+    host_ok && port_ok
+}
+
+/// The authority of an absolute-form target (`http://host:port/path`).
+fn absolute_authority(target: &[u8]) -> Option<&[u8]> {
+    let lower = |n: usize| target.get(..n).map(<[u8]>::to_ascii_lowercase);
+    let rest = if lower(7).as_deref() == Some(b"http://") {
+        &target[7..]
+    } else if lower(8).as_deref() == Some(b"https://") {
+        &target[8..]
+    } else {
+        return None;
+    };
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The cookie rule of POLICY.md ("Cookie tokens and cross-site requests"): `Some(why)` when a
+/// `cookie:` token must not be used as a credential for this request.
+fn cross_site(facts: &RequestFacts<'_>, route: &Route, upgrade: bool) -> Option<&'static str> {
+    let headers = facts.headers;
+    let origin = headers.get(http::header::ORIGIN).map(HeaderValue::as_bytes);
+    let listed = |o: &str| {
+        let list = if upgrade {
+            route.websocket.as_ref().and_then(|w| w.origins.as_deref())
+        } else {
+            route.cors.as_ref().map(|c| &*c.origins)
+        };
+        list.is_some_and(|l| l.find(o).is_some())
+    };
+    let origin_allowed = match origin {
+        None => None,
+        Some(raw) => {
+            let o = std::str::from_utf8(raw).unwrap_or("");
+            Some(same_origin(facts, o) || listed(o))
+        }
+    };
+    if origin_allowed == Some(false) {
+        return Some("cookie ignored: the request's Origin is another site and not allowed");
+    }
+    let cross = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    if cross && origin_allowed != Some(true) {
+        return Some("cookie ignored: Sec-Fetch-Site is cross-site and no allowed Origin");
+    }
+    None
+}
+
+/// Whether `origin` is the request's own origin: the listener's scheme and `Host`.
+fn same_origin(facts: &RequestFacts<'_>, origin: &str) -> bool {
+    let Some(host) = facts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let scheme = if facts.tls { "https" } else { "http" };
+    match (
+        Origin::parse(&format!("{scheme}://{host}")),
+        Origin::parse(origin),
+    ) {
+        (Some(own), Some(theirs)) => own == theirs,
+        _ => false,
+    }
+}
+
+/// Every `query:` token parameter the route's provider lists is removed, whether or not it
+/// was the credential that authenticated the request.
+fn strip_token_params(query: &str, route: &Route) -> Option<String> {
+    let params: Vec<&str> = match &route.auth {
+        RouteAuth::Provider(p) => match &p.kind {
+            AuthKind::Jwt(j) => j.query_params().collect(),
+            AuthKind::Basic(_) => Vec::new(),
+        },
+        RouteAuth::None => Vec::new(),
+    };
+    if params.is_empty() {
+        return Some(query.to_string());
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !params.contains(&name)
+        })
+        .collect();
+    let out = kept.join("&");
+    (!out.is_empty()).then_some(out)
+}
+
+/// Deny wins, then allow (absent allow = allow all).
+pub fn check_access(rule: &AccessRule, ip: IpAddr) -> Result<(), ()> {
+    if rule.deny.iter().any(|n| n.contains(&ip)) {
+        return Err(());
     }
     match &rule.allow {
-        None => Ok(format!("{ip}: {} has no allow list (allow all)", rule.key)),
-        Some(allow) => match in_nets(allow, ip) {
-            Some(net) => {
-                let i = allow.iter().position(|n| n == net).unwrap_or(0);
-                Ok(format!("{ip} is in {}.allow[{i}] ({net})", rule.key))
-            }
-            None => Err(format!("{ip} is not in {}.allow", rule.key)),
+        None => Ok(()),
+        Some(allow) if in_nets(allow, ip).is_some() => Ok(()),
+        Some(_) => Err(()),
+    }
+}
+
+/// The rule of `rule` that decides for `ip`, for the trail.
+pub fn explain_access(rule: &AccessRule, ip: IpAddr) -> String {
+    if let Some(i) = rule.deny.iter().position(|n| n.contains(&ip)) {
+        return format!("{ip} is in {}.deny[{i}] ({})", rule.key, rule.deny[i]);
+    }
+    match &rule.allow {
+        None => format!("{ip}: {} has no allow list (allow all)", rule.key),
+        Some(allow) => match allow.iter().position(|n| n.contains(&ip)) {
+            Some(i) => format!("{ip} is in {}.allow[{i}] ({})", rule.key, allow[i]),
+            None => format!("{ip} is not in {}.allow", rule.key),
         },
     }
 }
@@ -449,4 +719,24 @@ fn claim_headers(route: &Route, id: &Identity) -> Vec<(HeaderName, HeaderValue)>
                 .map(|v| (header.clone(), v))
         })
         .collect()
+}
+
+/// Builds facts for tests and tools that hold owned request parts.
+pub fn facts_for<'a>(
+    peer: IpAddr,
+    method: &'a Method,
+    target: &'a [u8],
+    headers: &'a HeaderMap,
+    now: u64,
+) -> RequestFacts<'a> {
+    RequestFacts {
+        peer,
+        method,
+        target,
+        headers,
+        head_bytes: RequestFacts::measure_head(method, target, headers),
+        now,
+        version: Version::HTTP_11,
+        tls: false,
+    }
 }

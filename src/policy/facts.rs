@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Version};
 
 /// One request, as the decision sees it.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +20,10 @@ pub struct RequestFacts<'a> {
     pub head_bytes: usize,
     /// Current time, Unix seconds (JWT `exp` / `nbf`).
     pub now: u64,
+    /// HTTP version of the request.
+    pub version: Version,
+    /// Whether the client connected over TLS (the request's own scheme is `https`).
+    pub tls: bool,
 }
 
 impl RequestFacts<'_> {

@@ -6,13 +6,12 @@ pub mod auth;
 pub mod client_ip;
 pub mod decision;
 pub mod evaluate;
-pub mod explain;
 pub mod facts;
 pub mod model;
 pub mod origin;
 pub mod path;
 
-pub use decision::{Decision, Denial, Forward, Outcome, Reason};
+pub use decision::{Decision, Denial, Forward, Outcome, Reason, WebSocketForward};
 pub use evaluate::decide;
 pub use facts::RequestFacts;
 pub use model::Policy;

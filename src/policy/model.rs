@@ -2,7 +2,7 @@
 //! reads. Immutable once built; a reload builds a new one and swaps it in whole. Every rule
 //! keeps the key path it came from so a verdict can name the line of policy that decided it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,17 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use ipnet::IpNet;
 
-use crate::config::values::Rate;
 use crate::policy::auth::AuthProvider;
 use crate::policy::origin::OriginList;
+
+/// A token-bucket rate: `count` requests per `period` (POLICY.md, Values → Rates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests admitted per period.
+    pub count: u32,
+    /// The refill period.
+    pub period: Duration,
+}
 
 /// A whole, valid policy.
 #[derive(Debug)]
@@ -35,6 +43,8 @@ pub struct Policy {
     pub claim_headers: Vec<HeaderName>,
     /// The policy file and every file it names: a change to any of them reloads the policy.
     pub watched_files: Vec<PathBuf>,
+    /// Valid but suspicious settings (key path, message): `check` prints them.
+    pub warnings: Vec<(String, String)>,
 }
 
 /// `server:`
@@ -50,6 +60,26 @@ pub struct ServerSettings {
     pub timeouts: Timeouts,
     /// `limits:`
     pub limits: Limits,
+    /// `paths:` (request hygiene).
+    pub paths: PathOptions,
+    /// `headers:` (which client headers pass).
+    pub headers: HeaderOptions,
+}
+
+/// `server.paths`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathOptions {
+    /// Accept `;` path parameters (refused by default: route confusion on Java upstreams).
+    pub allow_semicolon: bool,
+    /// Match routes case-insensitively (for upstreams such as IIS that ignore case).
+    pub case_insensitive: bool,
+}
+
+/// `server.headers`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderOptions {
+    /// Forward header names containing `_` (dropped by default, as nginx does).
+    pub allow_underscores: bool,
 }
 
 /// A public listener.
@@ -124,11 +154,15 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
-    /// Whether the (normalized) path matches.
-    pub fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Exact(p) => path == p,
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+    /// Whether the (normalized) path matches; `fold_case` compares ASCII case-insensitively.
+    pub fn matches(&self, path: &str, fold_case: bool) -> bool {
+        match (self, fold_case) {
+            (PathMatch::Exact(p), false) => path == p,
+            (PathMatch::Exact(p), true) => path.eq_ignore_ascii_case(p),
+            (PathMatch::Prefix(p), false) => path.starts_with(p.as_str()),
+            (PathMatch::Prefix(p), true) => path
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p)),
         }
     }
 }
@@ -183,6 +217,8 @@ pub struct WebSocketSettings {
     pub idle_timeout: Option<Duration>,
     /// Accept an upgrade with no `Origin` header.
     pub allow_missing_origin: bool,
+    /// Close a JWT-authenticated socket when its token expires.
+    pub close_on_token_expiry: bool,
 }
 
 /// A `rate_limit` in force on a route.
@@ -250,9 +286,4 @@ impl Route {
     pub fn allows_method(&self, method: &Method) -> bool {
         self.methods.as_ref().is_none_or(|m| m.contains(method))
     }
-}
-
-/// Canonical form of an address for every comparison: IPv4-mapped IPv6 becomes IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    crate::config::values::canonical_ip(ip)
 }

@@ -22,10 +22,10 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::headers::{rewrite, Hop};
 use super::respond;
-use crate::policy::client_ip::in_nets;
-use crate::policy::model::canonical;
+use crate::policy::client_ip::{canonical, in_nets};
 use crate::policy::{decide, Forward, Outcome, Policy, Reason, RequestFacts};
-use crate::runtime::Shared;
+use crate::runtime::verify_pool::OwnedRequest;
+use crate::runtime::{Shared, VerifyPool};
 
 /// Marker carried across keep-alive requests: "this connection served a request before".
 pub(crate) struct Reused;
@@ -34,17 +34,33 @@ pub(crate) struct Reused;
 /// timer checks it (see [`super::app`]).
 pub(crate) struct HeadSignal(pub(crate) Arc<AtomicBool>);
 
-/// Per-request state.
+/// Per-request state. What happens to the request is in [`State`]: decided once, in
+/// `request_filter`; the later hooks only read it.
 pub struct Ctx {
-    policy: Option<Arc<Policy>>,
     start: Instant,
     request_id: String,
+    /// The policy snapshot this request was decided under (kept to its end).
+    policy: Option<Arc<Policy>>,
     client_ip: Option<IpAddr>,
     route: Option<usize>,
-    forward: Option<Forward>,
-    hop_websocket: bool,
-    denied: Option<(Reason, Option<String>)>,
-    ws_open: Option<WsOpen>,
+    state: State,
+}
+
+/// Where a request stands.
+enum State {
+    /// Before the decision.
+    Deciding,
+    /// Answered by the proxy with a reason code.
+    Denied {
+        reason: Reason,
+        cause: Option<String>,
+    },
+    /// Admitted: everything needed to forward it.
+    Forwarding {
+        fwd: Box<Forward>,
+        /// Set once the upstream answered 101.
+        upgraded: Option<WsOpen>,
+    },
 }
 
 /// Keeps `gatehouse_websockets_open` right however the connection ends.
@@ -67,13 +83,10 @@ impl Gate {
         Gate { shared }
     }
 
-    fn route_name(&self, ctx: &Ctx) -> String {
+    fn route_name<'c>(&self, ctx: &'c Ctx) -> &'c str {
         match (&ctx.policy, ctx.route) {
-            (Some(p), Some(i)) => p
-                .routes
-                .get(i)
-                .map_or_else(|| "-".into(), |r| r.name.clone()),
-            _ => "-".into(),
+            (Some(p), Some(i)) => p.routes.get(i).map_or("-", |r| r.name.as_str()),
+            _ => "-",
         }
     }
 
@@ -84,11 +97,12 @@ impl Gate {
         reason: Reason,
         message: &str,
         extra: &[(http::HeaderName, String)],
+        cause: Option<String>,
     ) {
         if let Err(e) = respond::deny(session, reason, message, &ctx.request_id, extra).await {
             tracing::debug!(error = %e, "could not write the denial");
         }
-        ctx.denied = Some((reason, ctx.denied.take().and_then(|d| d.1)));
+        ctx.state = State::Denied { reason, cause };
     }
 }
 
@@ -106,21 +120,32 @@ fn valid_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
+fn peer_of(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| canonical(a.ip()))
+}
+
+fn is_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .and_then(|d: &Digest| d.ssl_digest.as_ref())
+        .is_some()
+}
+
 #[async_trait]
 impl ProxyHttp for Gate {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
-            policy: None,
             start: Instant::now(),
             request_id: String::new(),
+            policy: None,
             client_ip: None,
             route: None,
-            forward: None,
-            hop_websocket: false,
-            denied: None,
-            ws_open: None,
+            state: State::Deciding,
         }
     }
 
@@ -150,10 +175,8 @@ impl ProxyHttp for Gate {
         // From here on the downstream reads are body reads: idle after http_idle.
         session.set_read_timeout(Some(timeouts.http_idle));
 
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| canonical(a.ip()));
+        let peer = peer_of(session);
+        let tls = is_tls(session);
         let req = session.req_header();
         let peer_trusted =
             peer.is_some_and(|p| in_nets(&policy.server.trusted_proxies, p).is_some());
@@ -167,36 +190,46 @@ impl ProxyHttp for Gate {
         };
         ctx.policy = Some(policy.clone());
         let Some(peer) = peer else {
-            self.deny(session, ctx, Reason::BadRequest, "no client address", &[])
-                .await;
+            let cause = Some("no client address".to_string());
+            self.deny(
+                session,
+                ctx,
+                Reason::BadRequest,
+                "no client address",
+                &[],
+                cause,
+            )
+            .await;
             return Ok(true);
         };
-        let head_bytes = RequestFacts::measure_head(&req.method, req.raw_path(), &req.headers);
         let facts = RequestFacts {
             peer,
             method: &req.method,
             target: req.raw_path(),
             headers: &req.headers,
-            head_bytes,
+            head_bytes: RequestFacts::measure_head(&req.method, req.raw_path(), &req.headers),
             now: now_secs(),
+            version: req.version,
+            tls,
         };
-        let upgrade = facts.is_websocket_upgrade();
-        let decision = decide(&policy, &facts, false);
+        let decision = if VerifyPool::wants(&req.headers) {
+            let owned = OwnedRequest::from_facts(&facts);
+            self.shared.verify_pool.decide(policy, owned).await
+        } else {
+            decide(&policy, &facts, false)
+        };
         ctx.client_ip = Some(decision.client_ip);
         ctx.route = decision.route;
         match decision.outcome {
             Outcome::Forward(fwd) => {
-                ctx.hop_websocket = upgrade
-                    && decision
-                        .route
-                        .and_then(|i| policy.routes.get(i))
-                        .is_some_and(|r| r.websocket.is_some());
-                ctx.forward = Some(fwd);
+                ctx.state = State::Forwarding {
+                    fwd: Box::new(fwd),
+                    upgraded: None,
+                };
                 Ok(false)
             }
             Outcome::Deny(d) => {
-                ctx.denied = Some((d.reason, d.cause.clone()));
-                self.deny(session, ctx, d.reason, &d.message, &d.headers)
+                self.deny(session, ctx, d.reason, &d.message, &d.headers, d.cause)
                     .await;
                 Ok(true)
             }
@@ -204,26 +237,16 @@ impl ProxyHttp for Gate {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let policy = ctx
-            .policy
-            .clone()
-            .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-        let route = ctx.route.and_then(|i| policy.routes.get(i));
-        let t = policy.server.timeouts;
+        let (Some(policy), State::Forwarding { fwd, .. }) = (&ctx.policy, &ctx.state) else {
+            return Err(Error::new(ErrorType::InternalError));
+        };
         let mut peer = HttpPeer::new(policy.upstream.addr, false, String::new());
         peer.options.connection_timeout = Some(policy.upstream.connect_timeout);
-        let read = if ctx.hop_websocket {
-            route
-                .and_then(|r| r.websocket.as_ref())
-                .and_then(|w| w.idle_timeout)
-                .unwrap_or(t.websocket_idle)
-        } else {
-            route
-                .and_then(|r| r.upstream_timeout)
-                .unwrap_or(t.upstream_read)
-        };
-        peer.options.read_timeout = Some(read);
-        peer.options.write_timeout = Some(read);
+        let wait = fwd
+            .websocket
+            .map_or(fwd.upstream_timeout, |ws| ws.idle_timeout);
+        peer.options.read_timeout = Some(wait);
+        peer.options.write_timeout = Some(wait);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
     }
@@ -234,26 +257,16 @@ impl ProxyHttp for Gate {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let (Some(policy), Some(fwd), Some(client_ip)) = (&ctx.policy, &ctx.forward, ctx.client_ip)
+        let (Some(policy), State::Forwarding { fwd, .. }, Some(peer)) =
+            (&ctx.policy, &ctx.state, peer_of(session))
         else {
             return Err(Error::new(ErrorType::InternalError));
         };
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| canonical(a.ip()))
-            .unwrap_or(client_ip);
-        let tls = session
-            .digest()
-            .and_then(|d: &Digest| d.ssl_digest.as_ref())
-            .is_some();
         let hop = Hop {
             peer,
-            peer_trusted: in_nets(&policy.server.trusted_proxies, peer).is_some(),
-            client_ip,
-            tls,
-            request_id: ctx.request_id.clone(),
-            websocket: ctx.hop_websocket,
+            client_ip: ctx.client_ip.unwrap_or(peer),
+            tls: is_tls(session),
+            request_id: &ctx.request_id,
         };
         rewrite(upstream, policy, fwd, &hop)
     }
@@ -265,22 +278,14 @@ impl ProxyHttp for Gate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if resp.status.as_u16() == 101 && ctx.hop_websocket {
-            let policy = ctx
-                .policy
-                .clone()
-                .ok_or_else(|| Error::new(ErrorType::InternalError))?;
-            let idle = ctx
-                .route
-                .and_then(|i| policy.routes.get(i))
-                .and_then(|r| r.websocket.as_ref())
-                .and_then(|w| w.idle_timeout)
-                .unwrap_or(policy.server.timeouts.websocket_idle);
-            // Once upgraded, the WebSocket idle timeout replaces the HTTP ones.
-            session.set_read_timeout(Some(idle));
-            session.set_write_timeout(Some(idle));
-            self.shared.metrics.websockets_open.inc();
-            ctx.ws_open = Some(WsOpen(self.shared.clone()));
+        if let State::Forwarding { fwd, upgraded } = &mut ctx.state {
+            if let (101, Some(ws)) = (resp.status.as_u16(), fwd.websocket) {
+                // Once upgraded, the WebSocket idle timeout replaces the HTTP ones.
+                session.set_read_timeout(Some(ws.idle_timeout));
+                session.set_write_timeout(Some(ws.idle_timeout));
+                self.shared.metrics.websockets_open.inc();
+                *upgraded = Some(WsOpen(self.shared.clone()));
+            }
         }
         Ok(())
     }
@@ -296,7 +301,8 @@ impl ProxyHttp for Gate {
             (ErrorSource::Upstream, _) => Some(Reason::UpstreamUnavailable),
             (_, T::ConnectTimedout) => Some(Reason::UpstreamTimeout),
             (_, T::ConnectRefused | T::ConnectNoRoute | T::ConnectError | T::ConnectionClosed)
-                if ctx.forward.is_some() && session.response_written().is_none() =>
+                if matches!(ctx.state, State::Forwarding { .. })
+                    && session.response_written().is_none() =>
             {
                 Some(Reason::UpstreamUnavailable)
             }
@@ -313,7 +319,10 @@ impl ProxyHttp for Gate {
                     Reason::BadRequest => "malformed request",
                     _ => "the upstream is unavailable",
                 };
-                ctx.denied = Some((r, Some(e.to_string())));
+                ctx.state = State::Denied {
+                    reason: r,
+                    cause: Some(e.to_string()),
+                };
                 session.set_keepalive(None);
                 if let Err(err) = respond::deny(session, r, message, &ctx.request_id, &[]).await {
                     tracing::debug!(error = %err, "could not write the error response");
@@ -330,7 +339,7 @@ impl ProxyHttp for Gate {
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _error: &Error) -> bool {
         // Upstream failures are logged once, by `logging`, with their reason code.
-        ctx.denied.is_some()
+        matches!(ctx.state, State::Denied { .. })
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
@@ -346,13 +355,13 @@ impl ProxyHttp for Gate {
         let metrics = &self.shared.metrics;
         metrics
             .requests
-            .with_label_values(&[route.as_str(), status.to_string().as_str()])
+            .with_label_values(&[route, status.to_string().as_str()])
             .inc();
-        match &ctx.denied {
-            Some((reason, cause)) => {
+        match &ctx.state {
+            State::Denied { reason, cause } => {
                 metrics
                     .denied
-                    .with_label_values(&[route.as_str(), reason.as_str()])
+                    .with_label_values(&[route, reason.as_str()])
                     .inc();
                 tracing::info!(
                     target: "access",
@@ -362,11 +371,18 @@ impl ProxyHttp for Gate {
                     "denied"
                 );
             }
-            None => {
+            state => {
+                let upgraded = matches!(
+                    state,
+                    State::Forwarding {
+                        upgraded: Some(_),
+                        ..
+                    }
+                );
                 tracing::info!(
                     target: "access",
                     method = %req.method, path = %path, route = %route, status, client_ip = %client,
-                    duration_ms, request_id = %ctx.request_id, upgraded = ctx.ws_open.is_some(),
+                    duration_ms, request_id = %ctx.request_id, upgraded,
                     error = e.map(|e| e.to_string()).unwrap_or_default(),
                     "request"
                 );

@@ -4,7 +4,9 @@
 //! headers, since those are set *after* the removal; every `forward_claims` header the client
 //! sent removed and the verified claims added; `X-Forwarded-For` (the chain from trusted
 //! proxies only, plus the peer), `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Real-IP` and
-//! `X-Request-Id` set by the proxy.
+//! `X-Request-Id` set by the proxy; header names with `_` dropped (unless allowed, and never a
+//! spelling of a header the proxy owns), `Forwarded` from untrusted peers and the
+//! path/method override headers removed.
 
 use std::net::IpAddr;
 
@@ -12,7 +14,6 @@ use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 
-use crate::policy::client_ip::forwarded_chain;
 use crate::policy::{Forward, Policy};
 
 const HOP_BY_HOP: &[&str] = &[
@@ -25,20 +26,37 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// Headers that let a client change the path or method the upstream sees after the route
+/// was chosen: always removed.
+const OVERRIDES: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Headers the proxy sets or strips; with `_` read as `-`, a client's spelling of one of
+/// these is dropped even when underscores are allowed (CGI-style upstreams read both as one).
+const PROXY_OWNED: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+    "forwarded",
+];
+
 /// Facts about the connection the rewrite needs.
-pub struct Hop {
+pub struct Hop<'a> {
     /// TCP peer.
     pub peer: IpAddr,
-    /// Whether the peer is a trusted proxy.
-    pub peer_trusted: bool,
     /// Decided client IP.
     pub client_ip: IpAddr,
     /// Whether the client connected over TLS.
     pub tls: bool,
     /// Request id.
-    pub request_id: String,
-    /// Whether this is a WebSocket upgrade on a websocket route (Upgrade passes).
-    pub websocket: bool,
+    pub request_id: &'a str,
 }
 
 /// Rewrites the request that goes upstream.
@@ -74,9 +92,30 @@ pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Ho
     for name in HOP_BY_HOP {
         req.remove_header(*name);
     }
-    if hop.websocket {
+    if fwd.websocket.is_some() {
         req.insert_header(http::header::CONNECTION, "Upgrade")?;
         req.insert_header(http::header::UPGRADE, "websocket")?;
+    }
+
+    // Spellings and headers a client may not send on.
+    let allow_underscores = policy.server.headers.allow_underscores;
+    let dropped: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| {
+            let name = n.as_str();
+            name.contains('_') && (!allow_underscores || owned_spelling(name, policy))
+        })
+        .cloned()
+        .collect();
+    for name in dropped {
+        req.remove_header(&name);
+    }
+    for name in OVERRIDES {
+        req.remove_header(*name);
+    }
+    if !fwd.peer_trusted {
+        req.remove_header("forwarded");
     }
 
     // Claims: only the proxy speaks for them.
@@ -87,23 +126,18 @@ pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Ho
         req.insert_header(h.clone(), v.clone())?;
     }
 
-    // Forwarding headers.
-    let xff = if hop.peer_trusted {
-        let mut chain: Vec<String> = forwarded_chain(&req.headers)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        chain.push(hop.peer.to_string());
-        chain.join(", ")
-    } else {
+    // Forwarding headers: the hops the decision vouched for, then the peer.
+    let xff = if fwd.forwarded_for.is_empty() {
         hop.peer.to_string()
+    } else {
+        format!("{}, {}", fwd.forwarded_for, hop.peer)
     };
     req.insert_header(HeaderName::from_static("x-forwarded-for"), xff)?;
     req.insert_header(
         HeaderName::from_static("x-real-ip"),
         hop.client_ip.to_string(),
     )?;
-    let keep = |req: &RequestHeader, name: &str| hop.peer_trusted && req.headers.contains_key(name);
+    let keep = |req: &RequestHeader, name: &str| fwd.peer_trusted && req.headers.contains_key(name);
     if !keep(req, "x-forwarded-proto") {
         req.insert_header(
             HeaderName::from_static("x-forwarded-proto"),
@@ -120,9 +154,14 @@ pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Ho
             }
         }
     }
-    req.insert_header(
-        HeaderName::from_static("x-request-id"),
-        hop.request_id.as_str(),
-    )?;
+    req.insert_header(HeaderName::from_static("x-request-id"), hop.request_id)?;
     Ok(())
+}
+
+/// Whether `name` (lowercase, with `_`) spells a header the proxy sets or strips.
+fn owned_spelling(name: &str, policy: &Policy) -> bool {
+    let dashed = name.replace('_', "-");
+    PROXY_OWNED.contains(&dashed.as_str())
+        || OVERRIDES.contains(&dashed.as_str())
+        || policy.claim_headers.iter().any(|h| h.as_str() == dashed)
 }

@@ -3,6 +3,8 @@
 
 pub mod metrics;
 pub mod snapshot;
+pub mod verify_pool;
 
 pub use metrics::Metrics;
 pub use snapshot::Shared;
+pub use verify_pool::VerifyPool;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::Metrics;
+use super::{Metrics, VerifyPool};
 use crate::policy::Policy;
 
 /// Everything the proxy, admin listener and reloader share.
@@ -15,6 +15,8 @@ pub struct Shared {
     policy: ArcSwap<Policy>,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// Where password verifications run.
+    pub verify_pool: VerifyPool,
     listening: AtomicBool,
 }
 
@@ -24,6 +26,9 @@ impl Shared {
         Arc::new(Shared {
             policy: ArcSwap::from_pointee(policy),
             metrics: Metrics::new(),
+            verify_pool: VerifyPool::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             listening: AtomicBool::new(false),
         })
     }

@@ -1,6 +1,11 @@
 //! HTTP basic authentication against an htpasswd file of bcrypt (`$2y$`, `$2b$`, `$2a$`) or
-//! argon2id hashes. An unknown user costs the same hash verification as a known one (against
-//! a fixed dummy hash) and gets the same answer, so responses don't reveal who exists.
+//! argon2id hashes. An unknown user costs one verification against a dummy hash made with the
+//! algorithm and cost of the file's most common entry (chosen the same way every start), and
+//! gets the same answer, so timing does not reveal who exists. bcrypt only reads 72 bytes of
+//! a password: a longer one never matches a bcrypt hash, rather than matching on its prefix.
+//!
+//! Verification is deliberately slow; the proxy runs it off the event loop (see
+//! `proxy::gate`), never inline with other requests.
 
 use std::collections::HashMap;
 
@@ -51,8 +56,65 @@ impl StoredHash {
         }
     }
 
+    /// The algorithm and its cost parameters, e.g. `bcrypt cost 12` or `argon2id m=19456,t=2,p=1`.
+    pub fn cost_label(&self) -> String {
+        match self {
+            StoredHash::Bcrypt(h) => h.parse::<bcrypt::HashParts>().map_or_else(
+                |_| "bcrypt".into(),
+                |p| format!("bcrypt cost {}", p.get_cost()),
+            ),
+            StoredHash::Argon2id(h) => PasswordHash::new(h)
+                .ok()
+                .and_then(|p| argon2::Params::try_from(&p).ok())
+                .map_or_else(
+                    || "argon2id".into(),
+                    |p| {
+                        format!(
+                            "argon2id m={},t={},p={}",
+                            p.m_cost(),
+                            p.t_cost(),
+                            p.p_cost()
+                        )
+                    },
+                ),
+        }
+    }
+
+    /// A hash of a fixed password with the same algorithm and cost as `self`.
+    fn dummy_like(&self) -> StoredHash {
+        const PASSWORD: &[u8] = b"gatehouse-dummy-password";
+        match self {
+            StoredHash::Bcrypt(h) => {
+                let cost = h.parse::<bcrypt::HashParts>().map_or(10, |p| p.get_cost());
+                bcrypt::hash_with_salt(PASSWORD, cost, [7u8; 16])
+                    .map(|h| StoredHash::Bcrypt(h.format_for_version(bcrypt::Version::TwoB)))
+                    .unwrap_or_else(|_| self.clone())
+            }
+            StoredHash::Argon2id(h) => {
+                use argon2::password_hash::{PasswordHasher, SaltString};
+                let params = PasswordHash::new(h)
+                    .ok()
+                    .and_then(|p| argon2::Params::try_from(&p).ok())
+                    .unwrap_or_default();
+                let hasher =
+                    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+                SaltString::encode_b64(b"gatehouse-dummy!")
+                    .ok()
+                    .and_then(|salt| {
+                        hasher
+                            .hash_password(PASSWORD, &salt)
+                            .ok()
+                            .map(|ph| StoredHash::Argon2id(ph.to_string()))
+                    })
+                    .unwrap_or_else(|| self.clone())
+            }
+        }
+    }
+
     fn verify(&self, password: &[u8]) -> bool {
         match self {
+            // bcrypt would silently compare only the first 72 bytes.
+            StoredHash::Bcrypt(_) if password.len() > 72 => false,
             StoredHash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
             StoredHash::Argon2id(h) => PasswordHash::new(h)
                 .map(|parsed| Argon2::default().verify_password(password, &parsed).is_ok())
@@ -73,22 +135,19 @@ pub struct BasicProvider {
 impl BasicProvider {
     /// Builds a provider from parsed htpasswd entries.
     pub fn new(realm: String, users: HashMap<String, StoredHash>) -> Self {
-        // Same cost as the file's first bcrypt entry, so an unknown user costs as much.
-        let cost = users
-            .values()
-            .find_map(|h| match h {
-                StoredHash::Bcrypt(s) => s.parse::<bcrypt::HashParts>().ok().map(|p| p.get_cost()),
-                StoredHash::Argon2id(_) => None,
-            })
-            .unwrap_or(4);
-        let dummy = bcrypt::hash_with_salt(b"gatehouse-dummy", cost, [7u8; 16])
-            .map(|h| StoredHash::Bcrypt(h.format_for_version(bcrypt::Version::TwoB)))
-            .unwrap_or_else(|_| StoredHash::Bcrypt(String::new()));
+        let dummy = most_common(&users)
+            .map(StoredHash::dummy_like)
+            .unwrap_or_else(|| StoredHash::Bcrypt(String::new()).dummy_like());
         BasicProvider {
             realm,
             users,
             dummy,
         }
+    }
+
+    /// The algorithm and cost an unknown user's verification uses.
+    pub fn dummy_cost(&self) -> String {
+        self.dummy.cost_label()
     }
 
     /// Number of users in the file.
@@ -122,9 +181,9 @@ impl BasicProvider {
         match self.users.get(user) {
             Some(hash) if hash.verify(password) => Ok(Identity {
                 subject: Some(user.to_string()),
+                expires_at: None,
                 claims: Map::new(),
                 source: "basic".into(),
-                strip_query_param: None,
             }),
             Some(_) => Err(invalid("wrong password")),
             None => {
@@ -132,5 +191,63 @@ impl BasicProvider {
                 Err(invalid("unknown user"))
             }
         }
+    }
+}
+
+/// The entry whose algorithm and cost are the most common in the file; ties go to the label
+/// that sorts first, so the choice is the same every start.
+fn most_common(users: &HashMap<String, StoredHash>) -> Option<&StoredHash> {
+    let mut counts: std::collections::BTreeMap<String, (usize, &StoredHash)> =
+        std::collections::BTreeMap::new();
+    for h in users.values() {
+        counts.entry(h.cost_label()).or_insert((0, h)).0 += 1;
+    }
+    let best = counts.values().map(|(n, _)| *n).max()?;
+    counts.values().find(|(n, _)| *n == best).map(|(_, h)| *h)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bcrypt_never_matches_past_72_bytes() {
+        let pw = vec![b'A'; 72];
+        let h = bcrypt::hash(&pw, 4).unwrap();
+        let stored = StoredHash::parse(&h).unwrap();
+        assert!(stored.verify(&pw));
+        let mut longer = pw.clone();
+        longer.extend_from_slice(b"anything");
+        assert!(!stored.verify(&longer), "bcrypt truncation must not match");
+    }
+
+    #[test]
+    fn unknown_users_cost_the_most_common_entry() {
+        let argon = |pw: &[u8]| {
+            use argon2::password_hash::{PasswordHasher, SaltString};
+            let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+            Argon2::default()
+                .hash_password(pw, &salt)
+                .unwrap()
+                .to_string()
+        };
+        let mut users = HashMap::new();
+        users.insert("a".into(), StoredHash::parse(&argon(b"x")).unwrap());
+        users.insert("b".into(), StoredHash::parse(&argon(b"y")).unwrap());
+        users.insert(
+            "c".into(),
+            StoredHash::parse(&bcrypt::hash(b"z", 4).unwrap()).unwrap(),
+        );
+        let p = BasicProvider::new("r".into(), users);
+        assert!(
+            p.dummy_cost().starts_with("argon2id m="),
+            "{}",
+            p.dummy_cost()
+        );
+        assert_eq!(
+            p.dummy_cost(),
+            StoredHash::parse(&argon(b"q")).unwrap().cost_label()
+        );
     }
 }

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName};
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::{authorization, AuthFailure, Identity};
+use super::{authorization, AuthFailure, AuthInput, Identity};
 
 /// Where a token may come from, in the order configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,52 +118,58 @@ impl JwtProvider {
         }
     }
 
-    pub(super) fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        websocket_route: bool,
-        now: u64,
-    ) -> Result<Identity, AuthFailure> {
-        let mut ignored_query = None;
+    /// The `query:` parameter names this provider reads tokens from.
+    pub fn query_params(&self) -> impl Iterator<Item = &str> {
+        self.sources.iter().filter_map(|s| match s {
+            TokenSource::Query(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
+    pub(super) fn authenticate(&self, input: &AuthInput<'_>) -> Result<Identity, AuthFailure> {
+        let headers = input.headers;
+        let mut ignored = None;
         for source in &self.sources {
             let token = match source {
                 TokenSource::Header => authorization(headers, "Bearer").map(str::to_string),
-                TokenSource::Cookie(name) => cookie(headers, name),
+                TokenSource::Cookie(name) => {
+                    let t = cookie(headers, name);
+                    if let (Some(_), Some(why)) = (&t, input.cookie_refused) {
+                        ignored = Some(why.to_string());
+                        continue;
+                    }
+                    t
+                }
                 TokenSource::Query(name) => {
-                    let t = query.and_then(|q| query_param(q, name));
-                    if t.is_some() && !websocket_route {
-                        ignored_query = Some(name.clone());
+                    let t = input.query.and_then(|q| query_param(q, name));
+                    if t.is_some() && !input.websocket_route {
+                        ignored = Some(format!(
+                            "token in query parameter {name:?} is only honoured on websocket routes"
+                        ));
                         continue;
                     }
                     t
                 }
             };
             let Some(token) = token else { continue };
-            let claims = self
-                .verify(&token, now)
-                .map_err(|cause| AuthFailure::TokenInvalid {
+            let (claims, exp) = self.verify_timed(&token, input.now).map_err(|cause| {
+                AuthFailure::TokenInvalid {
                     cause: format!("{} ({})", cause, source.label()),
-                })?;
+                }
+            })?;
             let subject = claims
                 .get("sub")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            let strip_query_param = match source {
-                TokenSource::Query(n) => Some(n.clone()),
-                _ => None,
-            };
             return Ok(Identity {
                 subject,
+                expires_at: Some(exp.saturating_add(self.leeway)),
                 claims,
                 source: source.label(),
-                strip_query_param,
             });
         }
-        let cause = match ignored_query {
-            Some(name) => {
-                format!("token in query parameter {name:?} is only honoured on websocket routes")
-            }
+        let cause = match ignored {
+            Some(why) => why,
             None if authorization(headers, "Basic").is_some() => {
                 "basic credentials presented to a JWT provider".to_string()
             }
@@ -181,6 +187,12 @@ impl JwtProvider {
 
     /// Verifies a token: pinned algorithm, key, signature, `iss`, `aud`, `exp`, `nbf`.
     pub fn verify(&self, token: &str, now: u64) -> Result<Map<String, Value>, String> {
+        self.verify_timed(token, now).map(|(claims, _)| claims)
+    }
+
+    /// [`Self::verify`], also returning `exp` (whole seconds).
+    fn verify_timed(&self, token: &str, now: u64) -> Result<(Map<String, Value>, u64), String> {
+        reject_crit(token)?;
         let header = decode_header(token).map_err(|e| format!("malformed token: {e}"))?;
         if !self.algorithms.contains(&header.alg) {
             return Err(format!(
@@ -219,8 +231,8 @@ impl JwtProvider {
             }
         })?;
         self.check_claims(&data.claims)?;
-        self.check_times(&data.claims, now)?;
-        Ok(data.claims)
+        let exp = self.check_times(&data.claims, now)?;
+        Ok((data.claims, exp))
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), String> {
@@ -248,7 +260,8 @@ impl JwtProvider {
         Ok(())
     }
 
-    fn check_times(&self, claims: &Map<String, Value>, now: u64) -> Result<(), String> {
+    /// `exp` required and numeric, `nbf` honoured; returns `exp` in whole seconds.
+    fn check_times(&self, claims: &Map<String, Value>, now: u64) -> Result<u64, String> {
         let exp = match claims.get("exp") {
             None => return Err("token has no exp".into()),
             Some(v) => numeric_date(v).ok_or("exp is not a number")?,
@@ -268,8 +281,24 @@ impl JwtProvider {
                 ));
             }
         }
-        Ok(())
+        Ok(exp.max(0.0) as u64)
     }
+}
+
+/// A header with `crit` names extensions the recipient must understand; Gatehouse
+/// understands none (RFC 7515 §4.1.11), so such a token is rejected whatever it lists.
+fn reject_crit(token: &str) -> Result<(), String> {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap_or("");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head.trim_end_matches('='))
+        .map_err(|_| "malformed token: header is not base64url".to_string())?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|_| "malformed token: header is not a JSON object".to_string())?;
+    if header.contains_key("crit") {
+        return Err("token header has `crit`: no extension is understood".into());
+    }
+    Ok(())
 }
 
 fn numeric_date(v: &Value) -> Option<f64> {
@@ -297,14 +326,4 @@ pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
         .filter(|v| !v.is_empty())
-}
-
-/// `query` without any `name=` parameter; `None` when nothing is left.
-pub fn strip_query_param(query: &str, name: &str) -> Option<String> {
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
-        .collect();
-    let out = kept.join("&");
-    (!out.is_empty()).then_some(out)
 }

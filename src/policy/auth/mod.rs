@@ -8,6 +8,8 @@ pub mod jwt;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+use super::decision::Reason;
+
 pub use basic::BasicProvider;
 pub use jwt::{JwtProvider, TokenSource};
 
@@ -29,17 +31,34 @@ pub enum AuthKind {
     Basic(BasicProvider),
 }
 
+/// What authentication reads of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthInput<'a> {
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The raw query string.
+    pub query: Option<&'a str>,
+    /// Whether `query:` token sources are honoured (websocket routes only).
+    pub websocket_route: bool,
+    /// Current time, Unix seconds.
+    pub now: u64,
+    /// `Some(why)` when a `cookie:` token must not be used: the request is cross-site
+    /// (POLICY.md, "Cookie tokens and cross-site requests").
+    pub cookie_refused: Option<&'static str>,
+}
+
 /// Who a request proved to be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     /// JWT `sub` or the basic-auth user name.
     pub subject: Option<String>,
+    /// JWT `exp` plus the provider's leeway (Unix seconds): when the credential stops being
+    /// valid. `None` for basic auth.
+    pub expires_at: Option<u64>,
     /// Verified JWT claims (empty for basic auth).
     pub claims: Map<String, Value>,
     /// Where the credential came from (`header`, `cookie:vf_token`, `query:access_token`, `basic`).
     pub source: String,
-    /// A `query:` source whose parameter must be removed before forwarding.
-    pub strip_query_param: Option<String>,
 }
 
 /// Why authentication failed. `cause` is for the log and the explain trail only.
@@ -62,20 +81,39 @@ pub enum AuthFailure {
     },
 }
 
-impl AuthProvider {
-    /// Authenticates a request. `query` is the raw query string; `websocket_route` tells
-    /// whether `query:` token sources are honoured.
-    pub fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        websocket_route: bool,
-        now: u64,
-    ) -> Result<Identity, AuthFailure> {
-        match &self.kind {
-            AuthKind::Jwt(j) => j.authenticate(headers, query, websocket_route, now),
-            AuthKind::Basic(b) => b.authenticate(headers),
+impl AuthFailure {
+    /// The one place a failure becomes a reason code, the client's message and the cause
+    /// (for the log and the trail only).
+    pub fn classify(&self) -> (Reason, &'static str, &str) {
+        match self {
+            AuthFailure::Missing { cause } => {
+                (Reason::AuthRequired, "authentication required", cause)
+            }
+            AuthFailure::TokenInvalid { cause } => {
+                (Reason::TokenInvalid, "the token was rejected", cause)
+            }
+            AuthFailure::CredentialsInvalid { cause } => (
+                Reason::CredentialsInvalid,
+                "the credentials were rejected",
+                cause,
+            ),
         }
+    }
+}
+
+impl AuthProvider {
+    /// Authenticates a request.
+    pub fn authenticate(&self, input: &AuthInput<'_>) -> Result<Identity, AuthFailure> {
+        match &self.kind {
+            AuthKind::Jwt(j) => j.authenticate(input),
+            AuthKind::Basic(b) => b.authenticate(input.headers),
+        }
+    }
+
+    /// Whether verifying this provider's credentials is expensive enough (password hashing)
+    /// that it must not run on the proxy's event loop.
+    pub fn is_slow(&self) -> bool {
+        matches!(self.kind, AuthKind::Basic(_))
     }
 
     /// The `WWW-Authenticate` challenge for a 401 from this provider.
