@@ -12,6 +12,15 @@ pub fn check(path: &Path) -> i32 {
     match config::load(path) {
         Ok(policy) => {
             print!("{}", summary(&policy));
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let locator = config::locate::Locator::new(&text);
+            for (key, message) in &policy.warnings {
+                let (line, column) = locator.value(key);
+                eprintln!(
+                    "{}:{line}:{column}: {key}: warning: {message}",
+                    path.display()
+                );
+            }
             0
         }
         Err(errors) => {

@@ -14,6 +14,14 @@ pub fn run(config_path: PathBuf, log_format: LogFormat, threads: Option<usize>) 
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
+            // A policy that is right but whose TLS files cannot serve is a start failure
+            // (exit 3, like a port in use), not a policy error.
+            if e.0.iter().all(|err| err.path.contains(".tls.")) {
+                eprintln!(
+                    "gatehouse: cannot start: a TLS listener's certificate or key is unusable"
+                );
+                return 3;
+            }
             eprintln!("gatehouse: the policy has errors; not starting");
             return 1;
         }

@@ -354,8 +354,13 @@ impl<'a> Compiler<'a> {
             let tls = l.tls.as_ref().map(|t| {
                 let cert = self.resolve(&t.cert.0);
                 let key_path = self.resolve(&t.key.0);
-                self.read_file(&t.cert.0, &format!("{key}.tls.cert"));
-                self.read_file(&t.key.0, &format!("{key}.tls.key"));
+                self.watched.push(cert.clone());
+                self.watched.push(key_path.clone());
+                if let Err(super::tls::TlsProblem(which, message)) =
+                    super::tls::check_pair(&cert, &key_path)
+                {
+                    self.err(format!("{key}.tls.{which}"), message);
+                }
                 TlsFiles {
                     cert,
                     key: key_path,

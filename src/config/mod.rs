@@ -6,6 +6,7 @@ pub mod compile;
 pub mod error;
 pub mod locate;
 pub mod raw;
+pub mod tls;
 pub mod values;
 
 use std::path::Path;
@@ -71,6 +72,9 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Policy, C
                 None => locator.value(&path),
             };
             let message = clean_message(&e.to_string(), &path);
+            // serde stops at the first structural error; look at every section on its own
+            // to report the others too (a route with a wrong type does not hide the next).
+            let more = structural_errors(text, &path, &message);
             errors.push(ConfigError {
                 file: file.clone(),
                 line,
@@ -78,6 +82,8 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Policy, C
                 path,
                 message,
             });
+            errors.extend(more.into_iter().map(|(p, m)| at(p, m, false)));
+            errors.sort_by_key(|e| (e.line, e.column));
             return Err(ConfigErrors(errors));
         }
     };
@@ -92,6 +98,70 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Policy, C
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// Every structural error (wrong type, missing key) of each section and each list or map
+/// entry, deserialized one at a time; `first` (already reported) is left out.
+fn structural_errors(text: &str, first: &str, first_message: &str) -> Vec<(String, String)> {
+    use serde::de::DeserializeOwned;
+    use serde_yaml::Value;
+    fn one<T: DeserializeOwned>(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+        if let Err(e) = serde_path_to_error::deserialize::<_, T>(v.clone()) {
+            let inner = render_tracked(e.path());
+            let path = match (prefix.is_empty(), inner.is_empty()) {
+                (true, _) => inner,
+                (false, true) => prefix.to_string(),
+                (false, false) if inner.starts_with('[') => format!("{prefix}{inner}"),
+                (false, false) => format!("{prefix}.{inner}"),
+            };
+            let message = clean_message(&e.inner().to_string(), &path);
+            out.push((path, message));
+        }
+    }
+    let Ok(Value::Mapping(root)) = serde_yaml::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for required in ["version", "server", "upstream", "routes"] {
+        if !root.contains_key(required) {
+            out.push((String::new(), format!("missing field `{required}`")));
+        }
+    }
+    for (k, v) in &root {
+        let Some(k) = k.as_str() else { continue };
+        match k {
+            "version" => one::<u32>(v, k, &mut out),
+            "server" => one::<raw::RawServer>(v, k, &mut out),
+            "upstream" => one::<raw::RawUpstream>(v, k, &mut out),
+            "defaults" => one::<raw::RawDefaults>(v, k, &mut out),
+            "access" => one::<raw::RawAccess>(v, k, &mut out),
+            "auth" | "origins" => match v {
+                Value::Mapping(m) => {
+                    for (name, entry) in m {
+                        let key = format!("{k}.{}", name.as_str().unwrap_or("?"));
+                        if k == "auth" {
+                            one::<raw::RawAuthProvider>(entry, &key, &mut out);
+                        } else {
+                            one::<Vec<raw::Text>>(entry, &key, &mut out);
+                        }
+                    }
+                }
+                other => one::<std::collections::BTreeMap<String, Value>>(other, k, &mut out),
+            },
+            "routes" => match v {
+                Value::Sequence(items) => {
+                    for (i, r) in items.iter().enumerate() {
+                        one::<raw::RawRoute>(r, &format!("routes[{i}]"), &mut out);
+                    }
+                }
+                other => one::<Vec<Value>>(other, k, &mut out),
+            },
+            _ => {}
+        }
+    }
+    out.retain(|(p, m)| !(p == first && (!p.is_empty() || m == first_message)));
+    out.dedup();
+    out
 }
 
 /// serde_yaml puts the path before and " at line L column C" after its messages; we print

@@ -163,15 +163,12 @@ impl<'p> Eval<'p, '_> {
         step: &'static str,
         message: &str,
     ) -> Result<(), Denial> {
-        match check_access(rule, ip) {
-            Ok(()) => {
-                self.trail.record(step, "pass", || explain_access(rule, ip));
-                Ok(())
-            }
-            Err(()) => {
-                self.trail.record(step, "deny", || explain_access(rule, ip));
-                Err(self.deny(step, Reason::IpDenied, message))
-            }
+        if access_admits(rule, ip) {
+            self.trail.record(step, "pass", || explain_access(rule, ip));
+            Ok(())
+        } else {
+            self.trail.record(step, "deny", || explain_access(rule, ip));
+            Err(self.deny(step, Reason::IpDenied, message))
         }
     }
 
@@ -187,15 +184,10 @@ impl<'p> Eval<'p, '_> {
 
     /// 4. Path normalization, and `;` path parameters.
     fn path(&mut self) -> Result<NormalizedTarget, Denial> {
-        let target = match normalize_target(self.facts.target) {
-            Ok(t) => t,
-            Err(e) => {
-                self.trail.record("path", "deny", || e.0.to_string());
-                return Err(self.deny("path", Reason::BadPath, e.0));
-            }
-        };
         let paths = self.policy.server.paths;
-        if !paths.allow_semicolon && (target.path.contains(';') || target.path.contains("%3B")) {
+        // Checked on the path as sent: a `..` may remove the `;` segment during
+        // normalization, and the upstream (Tomcat, Spring) may still see the parameter.
+        if !paths.allow_semicolon && has_path_parameter(self.facts.target) {
             self.trail.record("path", "deny", || {
                 "';' path parameter (server.paths.allow_semicolon is false)".into()
             });
@@ -205,6 +197,13 @@ impl<'p> Eval<'p, '_> {
                 "';' path parameters are not accepted",
             ));
         }
+        let target = match normalize_target(self.facts.target) {
+            Ok(t) => t,
+            Err(e) => {
+                self.trail.record("path", "deny", || e.0.to_string());
+                return Err(self.deny("path", Reason::BadPath, e.0));
+            }
+        };
         self.trail
             .record("path", "pass", || format!("normalized to {}", target.path));
         Ok(target)
@@ -491,6 +490,16 @@ impl<'p> Eval<'p, '_> {
     }
 }
 
+/// Whether the path part of a raw target holds `;`, raw or percent-encoded (`%3B`).
+fn has_path_parameter(target: &[u8]) -> bool {
+    let end = target
+        .iter()
+        .position(|b| matches!(b, b'?' | b'#'))
+        .unwrap_or(target.len());
+    let path = &target[..end];
+    path.contains(&b';') || path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%3b"))
+}
+
 /// Request hygiene: `Host` present (HTTP/1.1), single, a host[:port]; an absolute-form
 /// target naming the same authority; no upgrade over HTTP/1.0.
 fn check_hygiene(facts: &RequestFacts<'_>) -> Result<(), &'static str> {
@@ -648,15 +657,14 @@ fn strip_token_params(query: &str, route: &Route) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// Deny wins, then allow (absent allow = allow all).
-pub fn check_access(rule: &AccessRule, ip: IpAddr) -> Result<(), ()> {
+/// Deny wins, then allow (absent allow = allow all): whether `ip` is admitted.
+pub fn access_admits(rule: &AccessRule, ip: IpAddr) -> bool {
     if rule.deny.iter().any(|n| n.contains(&ip)) {
-        return Err(());
+        return false;
     }
     match &rule.allow {
-        None => Ok(()),
-        Some(allow) if in_nets(allow, ip).is_some() => Ok(()),
-        Some(_) => Err(()),
+        None => true,
+        Some(allow) => in_nets(allow, ip).is_some(),
     }
 }
 

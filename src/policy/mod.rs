@@ -11,6 +11,9 @@ pub mod model;
 pub mod origin;
 pub mod path;
 
+#[cfg(test)]
+mod decision_table;
+
 pub use decision::{Decision, Denial, Forward, Outcome, Reason, WebSocketForward};
 pub use evaluate::decide;
 pub use facts::RequestFacts;

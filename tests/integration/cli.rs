@@ -14,10 +14,9 @@ fn gatehouse(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn check_accepts_the_reference_policy() {
+    // The project's own copy of the contract (issue 6.9: the repository stands alone).
     let dir = tempfile::tempdir().unwrap();
-    let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/design/reference-policy.yaml");
-    let text = std::fs::read_to_string(&reference).expect("../shared/design/reference-policy.yaml");
+    let text = std::fs::read_to_string(fixtures().join("reference-policy.yaml")).unwrap();
     std::fs::write(dir.path().join("reference-policy.yaml"), text).unwrap();
     std::fs::copy(
         fixtures().join("ops.htpasswd"),
@@ -39,6 +38,21 @@ fn check_accepts_the_reference_policy() {
         stdout.contains("OK") && stdout.contains("logs-ws"),
         "{stdout}"
     );
+}
+
+#[test]
+fn the_reference_policy_copy_is_in_step_with_the_contract() {
+    // Where the design folder sits beside the checkout (a developer's machine, CI), the copy
+    // must equal it; a clone on its own has only the copy, and this test has nothing to compare.
+    let contract = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/design/reference-policy.yaml");
+    if let Ok(contract) = std::fs::read_to_string(&contract) {
+        let copy = std::fs::read_to_string(fixtures().join("reference-policy.yaml")).unwrap();
+        assert_eq!(
+            copy, contract,
+            "tests/fixtures/reference-policy.yaml differs from the contract: copy it again"
+        );
+    }
 }
 
 #[test]
@@ -167,4 +181,140 @@ fn hash_password_lines_are_accepted_by_basic_auth() {
             "{alg}: {hash}"
         );
     }
+}
+
+fn tls_policy(dir: &std::path::Path, cert: &str, key: &str) -> std::path::PathBuf {
+    let policy = dir.join("tls.yaml");
+    let tls = fixtures().join("tls");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\nserver:\n  listen:\n    - addr: \"127.0.0.1:{}\"\n      tls: {{ cert: \"{}\", key: \"{}\" }}\nupstream:\n  addr: \"127.0.0.1:9\"\nroutes:\n  - name: all\n    match: {{ prefix: / }}\n    auth: none\n",
+            free_port(),
+            tls.join(cert).display(),
+            tls.join(key).display()
+        ),
+    )
+    .unwrap();
+    policy
+}
+
+#[test]
+fn a_bad_tls_pair_fails_check_and_run_names_the_file() {
+    // Regression (issue 6.10): a mismatched key passed `check` and left `run` alive with a
+    // dead listener.
+    let dir = tempfile::tempdir().unwrap();
+    let good = tls_policy(dir.path(), "server.pem", "server.key");
+    let out = gatehouse(&["check", "-c", good.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (cert, key, key_path, file) in [
+        (
+            "server.pem",
+            "other.key",
+            "server.listen[0].tls.key",
+            "other.key",
+        ),
+        (
+            "garbage.pem",
+            "server.key",
+            "server.listen[0].tls.cert",
+            "garbage.pem",
+        ),
+        (
+            "server.pem",
+            "garbage.pem",
+            "server.listen[0].tls.key",
+            "garbage.pem",
+        ),
+    ] {
+        let policy = tls_policy(dir.path(), cert, key);
+        let out = gatehouse(&["check", "-c", policy.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cert}/{key}: {stderr}");
+        assert!(
+            stderr.contains(key_path) && stderr.contains(file) && stderr.contains("tls.yaml:5:"),
+            "{cert}/{key}: {stderr}"
+        );
+        let out = Command::new(bin("gatehouse"))
+            .args(["run", "-c", policy.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{cert}/{key}: {stderr}");
+        assert!(stderr.contains(file), "{stderr}");
+    }
+}
+
+#[test]
+fn zero_leeway_is_valid() {
+    // Regression (issue 6.10): every zero duration used to be refused.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nserver:\n  listen:\n    - addr: \"127.0.0.1:1\"\nupstream:\n  addr: \"127.0.0.1:9\"\nauth:\n  j:\n    jwt:\n      algorithms: [HS256]\n      secret_env: GATEHOUSE_JWT_SECRET\n      leeway: 0s\nroutes:\n  - name: all\n    match: { prefix: / }\n    auth: j\n",
+    )
+    .unwrap();
+    let out = gatehouse(&["check", "-c", policy.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hash_password_refuses_bcrypt_past_72_bytes() {
+    use std::io::Write;
+    let mut child = Command::new(bin("gatehouse"))
+        .args(["hash-password", "--algorithm", "bcrypt", "--cost", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let long = format!("{}\n", "A".repeat(73));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(long.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("72") && stderr.contains("argon2id"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn check_warns_when_an_htpasswd_file_mixes_algorithms() {
+    // The fixture holds one bcrypt and one argon2id entry.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("ops.htpasswd"),
+        dir.path().join("ops.htpasswd"),
+    )
+    .unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nserver:\n  listen:\n    - addr: \"127.0.0.1:1\"\nupstream:\n  addr: \"127.0.0.1:9\"\nauth:\n  ops:\n    basic: { htpasswd: ops.htpasswd }\nroutes:\n  - name: all\n    match: { prefix: / }\n    auth: ops\n",
+    )
+    .unwrap();
+    let out = gatehouse(&["check", "-c", policy.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("auth.ops.basic.htpasswd: warning:") && stderr.contains("mixes"),
+        "{stderr}"
+    );
 }

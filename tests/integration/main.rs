@@ -10,4 +10,6 @@
 mod access;
 mod cli;
 mod foundation;
+mod hardening;
 mod support;
+mod websocket_race;

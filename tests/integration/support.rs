@@ -146,6 +146,11 @@ pub fn render(
 impl Proxy {
     /// Starts gatehouse with `template` and waits until `/readyz` says ready.
     pub fn start(template: &str, upstream: SocketAddr) -> Proxy {
+        Self::start_with_threads(template, upstream, 1)
+    }
+
+    /// [`Proxy::start`] with `threads` worker threads.
+    pub fn start_with_threads(template: &str, upstream: SocketAddr, threads: usize) -> Proxy {
         let dir = tempfile::tempdir().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -160,7 +165,7 @@ impl Proxy {
         let child = Command::new(bin("gatehouse"))
             .args(["run", "-c"])
             .arg(&policy)
-            .args(["--threads", "1", "--log-format", "json"])
+            .args(["--threads", &threads.to_string(), "--log-format", "json"])
             .env("GATEHOUSE_JWT_SECRET", SECRET)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -287,6 +292,15 @@ pub fn try_request(
     raw.extend_from_slice(b"\r\n");
     raw.extend_from_slice(body);
     raw_exchange(addr, &raw)
+}
+
+/// The shipped `proxy.yaml` as a test template: its fixed ports replaced by placeholders.
+pub fn shipped_policy() -> String {
+    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proxy.yaml"))
+        .unwrap()
+        .replace("0.0.0.0:8080", "{{LISTEN}}")
+        .replace("127.0.0.1:9901", "{{ADMIN}}")
+        .replace("127.0.0.1:9000", "{{UPSTREAM}}")
 }
 
 /// Writes raw bytes and parses whatever comes back until the server closes.
