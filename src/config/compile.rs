@@ -293,7 +293,7 @@ impl<'a> Compiler<'a> {
             .defaults
             .rate_limit
             .as_ref()
-            .and_then(|r| self.rate_limit(r, "defaults.rate_limit", true));
+            .and_then(|r| self.rate_limit(r, "defaults.rate_limit"));
 
         if raw.routes.is_empty() {
             self.err(
@@ -417,6 +417,15 @@ impl<'a> Compiler<'a> {
                 .size(&l.max_header_bytes, "server.limits.max_header_bytes")
                 .unwrap_or(32 * 1024),
             max_headers: l.max_headers.unwrap_or(100),
+            auth_failures_per_ip: l.auth_failures_per_ip.as_ref().and_then(|t| {
+                match parse_rate(&t.0) {
+                    Ok(r) => Some(r),
+                    Err(m) => {
+                        self.err("server.limits.auth_failures_per_ip", m);
+                        None
+                    }
+                }
+            }),
         };
         let paths = PathOptions {
             allow_semicolon: raw.paths.allow_semicolon.unwrap_or(false),
@@ -464,13 +473,7 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn rate_limit(
-        &mut self,
-        raw: &RawRateLimitSetting,
-        key: &str,
-        inherited_ok: bool,
-    ) -> Option<RateLimit> {
-        let _ = inherited_ok;
+    fn rate_limit(&mut self, raw: &RawRateLimitSetting, key: &str) -> Option<RateLimit> {
         match raw {
             RawRateLimitSetting::Off(t) if t.0 == "none" => None,
             RawRateLimitSetting::Off(t) => {
@@ -503,6 +506,7 @@ impl<'a> Compiler<'a> {
                     per_ip,
                     per_subject,
                     burst: l.burst.unwrap_or(0),
+                    shadow: l.shadow.unwrap_or(false),
                 })
             }
         }
@@ -875,7 +879,7 @@ impl<'a> Compiler<'a> {
             None => ctx.default_max_body,
         };
         let rate_limit = match &r.rate_limit {
-            Some(rl) => self.rate_limit(rl, &format!("{key}.rate_limit"), false),
+            Some(rl) => self.rate_limit(rl, &format!("{key}.rate_limit")),
             None => ctx.default_rate.clone(),
         };
         let upstream_timeout = r.upstream_timeout.as_ref().map(|_| {

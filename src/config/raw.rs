@@ -126,6 +126,7 @@ pub struct RawLimits {
     pub connections_per_ip: Option<u32>,
     pub max_header_bytes: Option<Text>,
     pub max_headers: Option<u32>,
+    pub auth_failures_per_ip: Option<Text>,
 }
 
 /// `upstream:`
@@ -258,6 +259,7 @@ pub struct RawRateLimit {
     pub per_ip: Option<Text>,
     pub per_subject: Option<Text>,
     pub burst: Option<u32>,
+    pub shadow: Option<bool>,
 }
 
 /// `origins:` on cors/websocket — the name of a list under top-level `origins:`, or a list.

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::auth::Identity;
+use super::model::Concurrency;
 
 /// Reason codes of `POLICY.md`; the JSON `error` field and the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -173,6 +174,10 @@ pub struct Forward {
     pub websocket: Option<WebSocketForward>,
     /// Each wait for the upstream on a plain request.
     pub upstream_timeout: Duration,
+    /// Largest request body (a streamed body is counted against it as it arrives).
+    pub max_body: Option<u64>,
+    /// The route's bounded queue, waited in before forwarding.
+    pub concurrency: Option<Concurrency>,
 }
 
 /// The facts an admitted WebSocket carries for its lifetime.

@@ -595,3 +595,192 @@ fn forward_carries_what_the_glue_needs() {
     assert_eq!(f.identity.unwrap().subject.as_deref(), Some("alice"));
     assert_eq!(f.claim_headers.len(), 1);
 }
+
+/// An admission that refuses what it is told to, recording what it was asked.
+#[derive(Default)]
+struct Scripted {
+    refuse: Vec<&'static str>,
+    asked: Vec<&'static str>,
+    failures: u32,
+}
+
+impl Scripted {
+    fn answer(&mut self, what: &'static str, reason: Reason) -> super::admission::Check {
+        self.asked.push(what);
+        if self.refuse.contains(&what) {
+            super::admission::Check::Deny(super::admission::Limited {
+                reason,
+                message: what.into(),
+                headers: Vec::new(),
+                detail: what.into(),
+            })
+        } else {
+            super::admission::Check::Pass
+        }
+    }
+}
+
+impl super::admission::Admission for Scripted {
+    fn connection(&mut self, _: std::net::IpAddr, _: u32) -> super::admission::Check {
+        self.answer("connection", Reason::TooManyConnections)
+    }
+    fn auth_guard(
+        &mut self,
+        _: std::net::IpAddr,
+        _: super::model::Rate,
+    ) -> super::admission::Check {
+        self.answer("auth_guard", Reason::RateLimited)
+    }
+    fn auth_failed(&mut self, _: std::net::IpAddr, _: super::model::Rate) {
+        self.failures += 1;
+    }
+    fn rate_limit(
+        &mut self,
+        _: &super::model::Route,
+        _: &super::model::RateLimit,
+        _: std::net::IpAddr,
+        _: Option<&str>,
+    ) -> super::admission::Check {
+        self.answer("rate_limit", Reason::RateLimited)
+    }
+    fn websocket(
+        &mut self,
+        _: &super::model::Route,
+        _: &super::model::WebSocketSettings,
+        _: std::net::IpAddr,
+        _: Option<&str>,
+    ) -> super::admission::Check {
+        self.answer("websocket", Reason::TooManyConnections)
+    }
+}
+
+const LIMITED: &str = r#"
+version: 1
+server:
+  listen: [{ addr: "127.0.0.1:8080" }]
+  limits: { connections_per_ip: 5, auth_failures_per_ip: "3/1m" }
+upstream: { addr: "127.0.0.1:9000" }
+defaults: { rate_limit: { per_ip: "10/1m" }, max_body: 100 }
+auth:
+  jwt:
+    jwt: { algorithms: [HS256], secret_env: SECRET, issuer: "https://auth.test", audience: "api" }
+routes:
+  - name: open
+    match: { prefix: /open/ }
+    auth: none
+  - name: api
+    match: { prefix: /api/ }
+    auth: jwt
+  - name: ws
+    match: { path: /ws }
+    auth: jwt
+    websocket: { max_per_ip: 2 }
+"#;
+
+#[test]
+fn stateful_steps_are_asked_in_policy_order() {
+    let p = policy(LIMITED);
+    let tester = good("tester");
+    let cases: Vec<(Row, Vec<&'static str>, Want, Vec<&'static str>)> = vec![
+        (
+            row("all pass", "/api/x", Fwd("api")).bearer(&tester),
+            vec![],
+            Fwd("api"),
+            vec!["connection", "auth_guard", "rate_limit"],
+        ),
+        (
+            row("conn cap first", "/api/x", Fwd("api")).bearer(&tester),
+            vec!["connection"],
+            Deny(Reason::TooManyConnections, "connections_per_ip"),
+            vec!["connection"],
+        ),
+        (
+            row("guard before verifying", "/api/x", Fwd("api")).bearer("garbage"),
+            vec!["auth_guard"],
+            Deny(Reason::RateLimited, "auth_guard"),
+            vec!["connection", "auth_guard"],
+        ),
+        (
+            row("no guard on public routes", "/open/x", Fwd("open")),
+            vec!["auth_guard"],
+            Fwd("open"),
+            vec!["connection", "rate_limit"],
+        ),
+        (
+            row("rate after auth", "/api/x", Fwd("api")).bearer(&tester),
+            vec!["rate_limit"],
+            Deny(Reason::RateLimited, "rate_limit"),
+            vec!["connection", "auth_guard", "rate_limit"],
+        ),
+        (
+            row("rate limit never reached by a 401", "/api/x", Fwd("api")),
+            vec![],
+            Deny(Reason::AuthRequired, "auth"),
+            vec!["connection", "auth_guard"],
+        ),
+        (
+            row("ws caps", "/ws", Fwd("ws")).upgrade().bearer(&tester),
+            vec!["websocket"],
+            Deny(Reason::TooManyConnections, "websocket_limits"),
+            vec!["connection", "auth_guard", "rate_limit", "websocket"],
+        ),
+        (
+            row("body after caps", "/open/x", Fwd("open")).h("content-length", "101"),
+            vec![],
+            Deny(Reason::BodyTooLarge, "max_body"),
+            vec!["connection", "rate_limit"],
+        ),
+        (
+            row("body at the cap", "/open/x", Fwd("open")).h("content-length", "100"),
+            vec![],
+            Fwd("open"),
+            vec!["connection", "rate_limit"],
+        ),
+    ];
+    for (r, refuse, want, asked) in cases {
+        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+        let mut headers = HeaderMap::new();
+        for (n, v) in &r.headers {
+            headers.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        let facts =
+            super::evaluate::facts_for(r.peer.parse().unwrap(), &method, &r.target, &headers, NOW);
+        let mut adm = Scripted {
+            refuse,
+            ..Scripted::default()
+        };
+        let d = super::decide_with(&p, &facts, &mut adm, false);
+        let got = match &d.outcome {
+            Outcome::Forward(f) => Fwd(leak(&p.routes[f.route].name)),
+            Outcome::Deny(den) => Deny(den.reason, den.step),
+        };
+        assert_eq!(got, want, "{}", r.name);
+        assert_eq!(adm.asked, asked, "{}", r.name);
+    }
+    // A rejected credential is counted for the guard; a missing one is not.
+    let mut adm = Scripted::default();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("gate.test"));
+    headers.insert("authorization", HeaderValue::from_static("Bearer garbage"));
+    let facts = super::evaluate::facts_for(
+        "192.0.2.1".parse().unwrap(),
+        &Method::GET,
+        b"/api/x",
+        &headers,
+        NOW,
+    );
+    let _ = super::decide_with(&p, &facts, &mut adm, false);
+    headers.remove("authorization");
+    let facts = super::evaluate::facts_for(
+        "192.0.2.1".parse().unwrap(),
+        &Method::GET,
+        b"/api/x",
+        &headers,
+        NOW,
+    );
+    let _ = super::decide_with(&p, &facts, &mut adm, false);
+    assert_eq!(adm.failures, 1);
+}

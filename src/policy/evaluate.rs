@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use serde_json::Value;
 
+use super::admission::{Admission, Check, Stateless};
 use super::auth::{AuthInput, AuthKind, Identity};
 use super::client_ip::{client_ip, in_nets, ClientIp};
 use super::decision::{Decision, Denial, Forward, Outcome, Reason, Trail, WebSocketForward};
@@ -20,12 +21,23 @@ use super::model::{AccessRule, Policy, Route, RouteAuth};
 use super::origin::Origin;
 use super::path::{normalize_target, NormalizedTarget};
 
-/// Evaluates one request. `record` turns the trail on (`explain`, debugging); the verdict is
-/// the same either way.
+/// Evaluates one request with no state: stateful steps are "not evaluated" (`explain`).
+/// `record` turns the trail on; the verdict is the same either way.
 pub fn decide(policy: &Policy, facts: &RequestFacts<'_>, record: bool) -> Decision {
+    decide_with(policy, facts, &mut Stateless, record)
+}
+
+/// Evaluates one request, calling `admission` at the stateful steps (the proxy).
+pub fn decide_with(
+    policy: &Policy,
+    facts: &RequestFacts<'_>,
+    admission: &mut dyn Admission,
+    record: bool,
+) -> Decision {
     let mut eval = Eval {
         policy,
         facts,
+        adm: admission,
         trail: Trail::new(record),
         client: None,
         route: None,
@@ -46,30 +58,35 @@ pub fn decide(policy: &Policy, facts: &RequestFacts<'_>, record: bool) -> Decisi
 }
 
 /// One evaluation in progress.
-struct Eval<'p, 'f> {
+struct Eval<'p, 'f, 'a> {
     policy: &'p Policy,
     facts: &'f RequestFacts<'f>,
+    adm: &'a mut dyn Admission,
     trail: Trail,
     client: Option<ClientIp>,
     route: Option<&'p Route>,
 }
 
-impl<'p> Eval<'p, '_> {
+impl<'p> Eval<'p, '_, '_> {
     /// The evaluation order of POLICY.md, one step a line.
     fn run(&mut self) -> Result<Forward, Denial> {
         let client = self.client_ip()?;
         self.head_limits()?;
         self.hygiene()?;
         self.global_access(client.ip)?;
-        self.connections_note();
+        self.connections(client.ip)?;
         let target = self.path()?;
         let route = self.route(&target.path)?;
         self.route_access(route, client.ip)?;
         let upgrade = self.facts.is_websocket_upgrade();
         self.origin(route, upgrade)?;
-        let identity = self.auth(route, &target, upgrade)?;
+        let identity = self.auth(route, &target, upgrade, client.ip)?;
         self.claims(route, identity.as_ref())?;
-        self.stateful_notes(route, upgrade);
+        let subject = identity.as_ref().and_then(|i| i.subject.as_deref());
+        self.rate_limit(route, client.ip, subject)?;
+        self.websocket_caps(route, upgrade, client.ip, subject)?;
+        self.body_size(route)?;
+        self.concurrency_note(route);
         Ok(self.forward(route, target, identity, upgrade, client))
     }
 
@@ -172,14 +189,52 @@ impl<'p> Eval<'p, '_> {
         }
     }
 
-    /// 3. Connection caps (stateful: enforced by the runtime).
-    fn connections_note(&mut self) {
-        if let Some(n) = self.policy.server.limits.connections_per_ip {
-            self.trail
-                .record("connections_per_ip", "not evaluated", || {
-                    format!("server.limits.connections_per_ip = {n} (stateful)")
+    /// Records a stateful check; `Err` for a refusal.
+    fn stateful(
+        &mut self,
+        step: &'static str,
+        check: Check,
+        rule: impl Fn() -> String,
+    ) -> Result<(), Denial> {
+        match check {
+            Check::NotEvaluated => {
+                self.trail
+                    .record(step, "not evaluated", || format!("{} (stateful)", rule()));
+                Ok(())
+            }
+            Check::Pass => {
+                self.trail.record(step, "pass", rule);
+                Ok(())
+            }
+            Check::Shadow(l) => {
+                self.trail.record(step, "shadow", || {
+                    format!(
+                        "{}: would refuse ({}), shadow mode admits",
+                        rule(),
+                        l.detail
+                    )
                 });
+                Ok(())
+            }
+            Check::Deny(l) => {
+                self.trail
+                    .record(step, "deny", || format!("{}: {}", rule(), l.detail));
+                let mut d = Denial::new(step, l.reason, l.message).with_cause(l.detail);
+                d.headers = l.headers;
+                Err(d)
+            }
         }
+    }
+
+    /// 3. Connection cap per client IP.
+    fn connections(&mut self, ip: IpAddr) -> Result<(), Denial> {
+        let Some(n) = self.policy.server.limits.connections_per_ip else {
+            return Ok(());
+        };
+        let check = self.adm.connection(ip, n);
+        self.stateful("connections_per_ip", check, || {
+            format!("server.limits.connections_per_ip = {n}")
+        })
     }
 
     /// 4. Path normalization, and `;` path parameters.
@@ -352,6 +407,7 @@ impl<'p> Eval<'p, '_> {
         route: &Route,
         target: &NormalizedTarget,
         upgrade: bool,
+        ip: IpAddr,
     ) -> Result<Option<Identity>, Denial> {
         let RouteAuth::Provider(p) = &route.auth else {
             self.trail.record("auth", "pass", || {
@@ -359,6 +415,18 @@ impl<'p> Eval<'p, '_> {
             });
             return Ok(None);
         };
+        // Step 3's brute-force guard: before any hash or signature is computed.
+        let guard = self.policy.server.limits.auth_failures_per_ip;
+        if let Some(rate) = guard {
+            let check = self.adm.auth_guard(ip, rate);
+            self.stateful("auth_guard", check, || {
+                format!(
+                    "server.limits.auth_failures_per_ip = {}/{}s",
+                    rate.count,
+                    rate.period.as_secs()
+                )
+            })?;
+        }
         let input = AuthInput {
             headers: self.facts.headers,
             query: target.query.as_deref(),
@@ -381,6 +449,11 @@ impl<'p> Eval<'p, '_> {
             }
             Err(failure) => {
                 let (reason, message, cause) = failure.classify();
+                if let (Some(rate), Reason::TokenInvalid | Reason::CredentialsInvalid) =
+                    (guard, reason)
+                {
+                    self.adm.auth_failed(ip, rate);
+                }
                 self.trail
                     .record("auth", "deny", || format!("auth.{}: {cause}", p.name));
                 Err(self
@@ -418,28 +491,83 @@ impl<'p> Eval<'p, '_> {
         Ok(())
     }
 
-    /// 11–14: stateful or body-time steps, enforced around this call.
-    fn stateful_notes(&mut self, route: &Route, upgrade: bool) {
-        if let Some(rl) = &route.rate_limit {
-            self.trail.record("rate_limit", "not evaluated", || {
-                format!("{} (stateful)", rl.key)
-            });
+    /// 11. The route's rate limit.
+    fn rate_limit(
+        &mut self,
+        route: &Route,
+        ip: IpAddr,
+        subject: Option<&str>,
+    ) -> Result<(), Denial> {
+        let Some(rl) = &route.rate_limit else {
+            return Ok(());
+        };
+        let check = self.adm.rate_limit(route, rl, ip, subject);
+        self.stateful("rate_limit", check, || rl.key.clone())
+    }
+
+    /// 12. WebSocket caps per IP and per subject.
+    fn websocket_caps(
+        &mut self,
+        route: &Route,
+        upgrade: bool,
+        ip: IpAddr,
+        subject: Option<&str>,
+    ) -> Result<(), Denial> {
+        let Some(ws) = route.websocket.as_ref().filter(|_| upgrade) else {
+            return Ok(());
+        };
+        if ws.max_per_ip.is_none() && ws.max_per_subject.is_none() {
+            return Ok(());
         }
-        if let Some(ws) = &route.websocket {
-            if upgrade && (ws.max_per_ip.is_some() || ws.max_per_subject.is_some()) {
-                self.trail.record("websocket_limits", "not evaluated", || {
-                    format!("{}.websocket (stateful)", route.key())
+        let check = self.adm.websocket(route, ws, ip, subject);
+        self.stateful("websocket_limits", check, || {
+            format!("{}.websocket max_per_ip / max_per_subject", route.key())
+        })
+    }
+
+    /// Step 13, `max_body` by `Content-Length`: before anything is read or forwarded. A
+    /// chunked body is counted by the proxy as it streams.
+    fn body_size(&mut self, route: &Route) -> Result<(), Denial> {
+        let Some(max) = route.max_body else {
+            return Ok(());
+        };
+        let declared = self
+            .facts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match declared {
+            Some(len) if len > max => {
+                self.trail.record("max_body", "deny", || {
+                    format!(
+                        "Content-Length {len} > {max} bytes ({}.max_body)",
+                        route.key()
+                    )
                 });
+                let msg = format!("the body is over {max} bytes");
+                Err(self.deny("max_body", Reason::BodyTooLarge, &msg))
+            }
+            _ => {
+                self.trail.record("max_body", "pass", || {
+                    format!("at most {max} bytes (a streamed body is counted as it arrives)")
+                });
+                Ok(())
             }
         }
-        if let Some(max) = route.max_body {
-            self.trail.record("max_body", "not evaluated", || {
-                format!("{max} bytes (checked while the body streams)")
-            });
-        }
-        if route.concurrency.is_some() {
+    }
+
+    /// 14. `concurrency`: the bounded queue is waited in by the proxy, after the decision.
+    fn concurrency_note(&mut self, route: &Route) {
+        if let Some(c) = &route.concurrency {
             self.trail.record("concurrency", "not evaluated", || {
-                format!("{}.concurrency (stateful)", route.key())
+                format!(
+                    "{}.concurrency: {} in flight, {} queued, {}s queue timeout (stateful)",
+                    route.key(),
+                    c.max_in_flight,
+                    c.queue,
+                    c.queue_timeout.as_secs()
+                )
             });
         }
     }
@@ -486,6 +614,8 @@ impl<'p> Eval<'p, '_> {
             forwarded_for: client.chain,
             websocket,
             upstream_timeout: route.upstream_timeout.unwrap_or(timeouts.upstream_read),
+            max_body: route.max_body,
+            concurrency: route.concurrency,
         }
     }
 }

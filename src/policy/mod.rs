@@ -2,6 +2,7 @@
 //! [`decision::Decision`] out. No I/O, no Pingora types, no clock. The proxy, `gatehouse
 //! explain` and the tests all call [`evaluate::decide`] — one code path.
 
+pub mod admission;
 pub mod auth;
 pub mod client_ip;
 pub mod decision;
@@ -15,6 +16,6 @@ pub mod path;
 mod decision_table;
 
 pub use decision::{Decision, Denial, Forward, Outcome, Reason, WebSocketForward};
-pub use evaluate::decide;
+pub use evaluate::{decide, decide_with};
 pub use facts::RequestFacts;
 pub use model::Policy;

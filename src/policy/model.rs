@@ -14,7 +14,7 @@ use crate::policy::auth::AuthProvider;
 use crate::policy::origin::OriginList;
 
 /// A token-bucket rate: `count` requests per `period` (POLICY.md, Values → Rates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     /// Requests admitted per period.
     pub count: u32,
@@ -122,6 +122,8 @@ pub struct Limits {
     pub max_header_bytes: u64,
     /// Most header lines in a request.
     pub max_headers: u32,
+    /// Brute-force guard: failed authentications allowed per client IP (burst 0).
+    pub auth_failures_per_ip: Option<Rate>,
 }
 
 /// `upstream:`
@@ -232,10 +234,12 @@ pub struct RateLimit {
     pub per_subject: Option<Rate>,
     /// Extra bucket capacity.
     pub burst: u32,
+    /// Count and log what would be refused, without refusing.
+    pub shadow: bool,
 }
 
 /// `routes[i].concurrency`
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Concurrency {
     /// Requests forwarded at once.
     pub max_in_flight: u32,

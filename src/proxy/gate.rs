@@ -23,9 +23,14 @@ use pingora::upstreams::peer::HttpPeer;
 use super::headers::{rewrite, Hop};
 use super::respond;
 use crate::policy::client_ip::{canonical, in_nets};
-use crate::policy::{decide, Forward, Outcome, Policy, Reason, RequestFacts};
+use crate::policy::{decide_with, Forward, Outcome, Policy, Reason, RequestFacts};
+use crate::runtime::limits::{QueueError, QueuePermit, RuntimeAdmission, SlotGuard};
+use crate::runtime::metrics::GaugeGuard;
 use crate::runtime::verify_pool::OwnedRequest;
 use crate::runtime::{Shared, VerifyPool};
+
+/// The error type of a streamed body that passed `max_body`.
+const BODY_TOO_LARGE: &str = "body_too_large";
 
 /// Marker carried across keep-alive requests: "this connection served a request before".
 pub(crate) struct Reused;
@@ -60,7 +65,21 @@ enum State {
         fwd: Box<Forward>,
         /// Set once the upstream answered 101.
         upgraded: Option<WsOpen>,
+        /// Slots held for the life of the request (in flight per IP, WebSocket caps) and the
+        /// route's gauges: given back on drop, however the request ends.
+        held: Held,
+        /// Body bytes received so far (for `max_body` on a streamed body).
+        body_bytes: u64,
     },
+}
+
+/// What an admitted request holds until it ends.
+#[derive(Default)]
+struct Held {
+    _slots: Vec<SlotGuard>,
+    _queue: Option<QueuePermit>,
+    _in_flight: Option<GaugeGuard>,
+    _websocket: Option<GaugeGuard>,
 }
 
 /// Keeps `gatehouse_websockets_open` right however the connection ends.
@@ -212,28 +231,129 @@ impl ProxyHttp for Gate {
             version: req.version,
             tls,
         };
-        let decision = if VerifyPool::wants(&req.headers) {
+        let admission = RuntimeAdmission::new(self.shared.limits.store.clone());
+        let (decision, admission) = if VerifyPool::wants(&req.headers) {
             let owned = OwnedRequest::from_facts(&facts);
-            self.shared.verify_pool.decide(policy, owned).await
+            self.shared
+                .verify_pool
+                .decide(policy.clone(), owned, admission)
+                .await
         } else {
-            decide(&policy, &facts, false)
+            let mut admission = admission;
+            let d = decide_with(&policy, &facts, &mut admission, false);
+            (d, Some(admission))
         };
         ctx.client_ip = Some(decision.client_ip);
         ctx.route = decision.route;
-        match decision.outcome {
-            Outcome::Forward(fwd) => {
-                ctx.state = State::Forwarding {
-                    fwd: Box::new(fwd),
-                    upgraded: None,
-                };
-                Ok(false)
-            }
+        let (slots, shadowed) =
+            admission.map_or((Vec::new(), Vec::new()), |a| (a.guards, a.shadowed));
+        let route_name = self.route_name(ctx).to_string();
+        if !shadowed.is_empty() {
+            self.shared
+                .metrics
+                .shadow_limited
+                .with_label_values(&[route_name.as_str()])
+                .inc();
+            tracing::info!(target: "access", route = %route_name, request_id = %ctx.request_id,
+                client_ip = %decision.client_ip, limits = %shadowed.join("; "),
+                "shadow: a rate limit would have refused this request");
+        }
+        let fwd = match decision.outcome {
+            Outcome::Forward(fwd) => fwd,
             Outcome::Deny(d) => {
                 self.deny(session, ctx, d.reason, &d.message, &d.headers, d.cause)
                     .await;
-                Ok(true)
+                return Ok(true);
+            }
+        };
+        // Step 14: the route's bounded queue.
+        let mut held = Held {
+            _slots: slots,
+            ..Held::default()
+        };
+        if let Some(c) = fwd.concurrency {
+            let waiting = GaugeGuard::new(
+                self.shared
+                    .metrics
+                    .queued
+                    .with_label_values(&[route_name.as_str()]),
+            );
+            let entered = self.shared.limits.queues.enter(&route_name, c);
+            let outcome = if session.is_body_empty() {
+                // Nothing more to read: a read that ends means the client went away, and
+                // its place in the queue is given back at once.
+                tokio::select! {
+                    r = entered => Some(r),
+                    _ = session.read_body_or_idle(true) => None,
+                }
+            } else {
+                Some(entered.await)
+            };
+            drop(waiting);
+            match outcome {
+                Some(Ok(permit)) => held._queue = Some(permit),
+                Some(Err(e)) => {
+                    let (reason, message) = match e {
+                        QueueError::Full => (Reason::QueueFull, "the route's queue is full"),
+                        QueueError::Timeout => {
+                            (Reason::QueueTimeout, "waited too long for the upstream")
+                        }
+                    };
+                    let retry = c.queue_timeout.as_secs().max(1).to_string();
+                    let extra = [(http::header::RETRY_AFTER, retry)];
+                    self.deny(session, ctx, reason, message, &extra, None).await;
+                    return Ok(true);
+                }
+                None => {
+                    ctx.state = State::Denied {
+                        reason: Reason::QueueTimeout,
+                        cause: Some("the client went away while queued".into()),
+                    };
+                    return Ok(true);
+                }
             }
         }
+        held._in_flight = Some(GaugeGuard::new(
+            self.shared
+                .metrics
+                .in_flight
+                .with_label_values(&[route_name.as_str()]),
+        ));
+        ctx.state = State::Forwarding {
+            fwd: Box::new(fwd),
+            upgraded: None,
+            held,
+            body_bytes: 0,
+        };
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let State::Forwarding {
+            fwd,
+            body_bytes,
+            upgraded: None,
+            ..
+        } = &mut ctx.state
+        {
+            if let (Some(max), Some(chunk)) = (fwd.max_body, body.as_ref()) {
+                *body_bytes += chunk.len() as u64;
+                if *body_bytes > max {
+                    // Step 13 for a streamed body: the upstream request is aborted here.
+                    return Err(Error::explain(
+                        ErrorType::Custom(BODY_TOO_LARGE),
+                        format!("request body passed max_body ({max} bytes)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -278,13 +398,26 @@ impl ProxyHttp for Gate {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let State::Forwarding { fwd, upgraded } = &mut ctx.state {
+        let route = self.route_name(ctx).to_string();
+        if let State::Forwarding {
+            fwd,
+            upgraded,
+            held,
+            ..
+        } = &mut ctx.state
+        {
             if let (101, Some(ws)) = (resp.status.as_u16(), fwd.websocket) {
                 // Once upgraded, the WebSocket idle timeout replaces the HTTP ones.
                 session.set_read_timeout(Some(ws.idle_timeout));
                 session.set_write_timeout(Some(ws.idle_timeout));
                 self.shared.metrics.websockets_open.inc();
                 *upgraded = Some(WsOpen(self.shared.clone()));
+                held._websocket = Some(GaugeGuard::new(
+                    self.shared
+                        .metrics
+                        .route_websockets
+                        .with_label_values(&[route.as_str()]),
+                ));
             }
         }
         Ok(())
@@ -293,6 +426,7 @@ impl ProxyHttp for Gate {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType as T;
         let reason = match (e.esource(), e.etype()) {
+            (_, T::Custom(BODY_TOO_LARGE)) => Some(Reason::BodyTooLarge),
             (_, T::HTTPStatus(code)) if *code == 408 => Some(Reason::RequestTimeout),
             (
                 ErrorSource::Upstream,
@@ -314,6 +448,7 @@ impl ProxyHttp for Gate {
         let code = match reason {
             Some(r) if session.response_written().is_none() => {
                 let message = match r {
+                    Reason::BodyTooLarge => "the body is over the route's max_body",
                     Reason::UpstreamTimeout => "the upstream did not answer in time",
                     Reason::RequestTimeout => "the request was not received in time",
                     Reason::BadRequest => "malformed request",

@@ -162,6 +162,7 @@ pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Ho
 fn owned_spelling(name: &str, policy: &Policy) -> bool {
     let dashed = name.replace('_', "-");
     PROXY_OWNED.contains(&dashed.as_str())
+        || dashed.starts_with("x-forwarded-")
         || OVERRIDES.contains(&dashed.as_str())
         || policy.claim_headers.iter().any(|h| h.as_str() == dashed)
 }

@@ -15,6 +15,7 @@ use super::app::GateApp;
 use super::bind;
 use super::gate::Gate;
 use crate::reload::Reloader;
+use crate::runtime::limits::Sweeper;
 use crate::runtime::Shared;
 
 /// Why the server could not start.
@@ -83,6 +84,10 @@ pub fn run(policy_path: PathBuf, shared: Arc<Shared>, threads: usize) -> Result<
     server.add_service(background_service(
         "policy reload",
         Reloader::new(policy_path, shared.clone()),
+    ));
+    server.add_service(background_service(
+        "limit state sweeper",
+        Sweeper(shared.clone()),
     ));
 
     let listeners: Vec<String> = policy

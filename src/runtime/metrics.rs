@@ -1,7 +1,7 @@
 //! Prometheus metrics, in a registry of our own (Pingora's default-registry metrics are
 //! exported beside them). Reason codes are the same strings as in responses and logs.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// The metrics Gatehouse exports on the admin listener.
 pub struct Metrics {
@@ -14,6 +14,31 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// `gatehouse_websockets_open`
     pub websockets_open: IntGauge,
+    /// `gatehouse_route_in_flight{route}`: requests at the upstream.
+    pub in_flight: IntGaugeVec,
+    /// `gatehouse_route_queued{route}`: requests waiting in a route's queue.
+    pub queued: IntGaugeVec,
+    /// `gatehouse_route_websockets_open{route}`
+    pub route_websockets: IntGaugeVec,
+    /// `gatehouse_shadow_limited_total{route}`: refusals a `shadow` limit would have made.
+    pub shadow_limited: IntCounterVec,
+}
+
+/// A gauge raised for as long as this value lives.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    /// Raises `gauge` until drop.
+    pub fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -47,12 +72,39 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_gauge());
         let _ = registry.register(Box::new(websockets_open.clone()));
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["route"])
+                .unwrap_or_else(|_| unreachable_gauge_vec());
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let in_flight = gauge(
+            "gatehouse_route_in_flight",
+            "Requests of the route forwarded and not finished",
+        );
+        let queued = gauge(
+            "gatehouse_route_queued",
+            "Requests waiting in the route's concurrency queue",
+        );
+        let route_websockets = gauge(
+            "gatehouse_route_websockets_open",
+            "WebSockets open on the route",
+        );
+        let shadow_limited = counter(
+            "gatehouse_shadow_limited_total",
+            "Requests a shadow-mode rate limit would have refused, by route",
+            &["route"],
+        );
         Metrics {
             registry,
             requests,
             denied,
             reloads,
             websockets_open,
+            in_flight,
+            queued,
+            route_websockets,
+            shadow_limited,
         }
     }
 
@@ -80,4 +132,8 @@ fn unreachable_metric() -> IntCounterVec {
 }
 fn unreachable_gauge() -> IntGauge {
     IntGauge::new("gatehouse_invalid_gauge", "invalid").unwrap_or_else(|_| std::process::abort())
+}
+fn unreachable_gauge_vec() -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new("gatehouse_invalid_gauge_vec", "invalid"), &["x"])
+        .unwrap_or_else(|_| std::process::abort())
 }

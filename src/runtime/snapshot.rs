@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{Metrics, VerifyPool};
+use super::{Limits, Metrics, VerifyPool};
 use crate::policy::Policy;
 
 /// Everything the proxy, admin listener and reloader share.
@@ -17,6 +17,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Where password verifications run.
     pub verify_pool: VerifyPool,
+    /// Rate-limit buckets, connection counters and queues.
+    pub limits: Limits,
     listening: AtomicBool,
 }
 
@@ -26,6 +28,7 @@ impl Shared {
         Arc::new(Shared {
             policy: ArcSwap::from_pointee(policy),
             metrics: Metrics::new(),
+            limits: Limits::in_memory(),
             verify_pool: VerifyPool::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -38,8 +41,9 @@ impl Shared {
         self.policy.load_full()
     }
 
-    /// Swaps in a new policy.
+    /// Swaps in a new policy; limit state of unchanged limits survives.
     pub fn swap(&self, policy: Policy) {
+        self.limits.retain_for(&policy);
         self.policy.store(Arc::new(policy));
     }
 

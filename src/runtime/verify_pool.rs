@@ -12,7 +12,8 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Version};
 use tokio::sync::Semaphore;
 
-use crate::policy::{decide, Decision, Policy, RequestFacts};
+use super::limits::RuntimeAdmission;
+use crate::policy::{decide_with, Decision, Policy, RequestFacts};
 
 /// The request parts a decision reads, owned so the decision can move to another thread.
 pub struct OwnedRequest {
@@ -80,15 +81,22 @@ impl VerifyPool {
         })
     }
 
-    /// Decides on the blocking pool; waits (asynchronously) for a permit first.
-    pub async fn decide(&self, policy: Arc<Policy>, req: OwnedRequest) -> Decision {
+    /// Decides on the blocking pool; waits (asynchronously) for a permit first. The admission
+    /// goes with the decision and comes back with the slots it took.
+    pub async fn decide(
+        &self,
+        policy: Arc<Policy>,
+        req: OwnedRequest,
+        mut admission: RuntimeAdmission,
+    ) -> (Decision, Option<RuntimeAdmission>) {
         let permit = self.permits.clone().acquire_owned().await;
         let job = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            decide(&policy, &req.facts(), false)
+            let d = decide_with(&policy, &req.facts(), &mut admission, false);
+            (d, admission)
         });
         match job.await {
-            Ok(d) => d,
+            Ok((d, adm)) => (d, Some(adm)),
             // Only a panic or a shutting-down runtime gets here: fail closed.
             Err(e) => {
                 tracing::error!(error = %e, "password verification did not complete");
@@ -97,12 +105,13 @@ impl VerifyPool {
                     crate::policy::Reason::CredentialsInvalid,
                     "the credentials were rejected",
                 );
-                Decision {
+                let d = Decision {
                     client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
                     route: None,
                     outcome: crate::policy::Outcome::Deny(denial),
                     trail: Default::default(),
-                }
+                };
+                (d, None)
             }
         }
     }

@@ -11,5 +11,6 @@ mod access;
 mod cli;
 mod foundation;
 mod hardening;
+mod limits;
 mod support;
 mod websocket_race;
