@@ -411,11 +411,26 @@ impl<'a> Compiler<'a> {
         if l.connections_per_ip == Some(0) {
             self.err("server.limits.connections_per_ip", "must be at least 1");
         }
+        if l.max_headers.is_some_and(|n| n == 0 || n > 256) {
+            self.err(
+                "server.limits.max_headers",
+                "from 1 to 256 (the HTTP parser refuses more than 256 header lines)",
+            );
+        }
         let limits = Limits {
             connections_per_ip: l.connections_per_ip,
-            max_header_bytes: self
-                .size(&l.max_header_bytes, "server.limits.max_header_bytes")
-                .unwrap_or(32 * 1024),
+            max_header_bytes: match self.size(&l.max_header_bytes, "server.limits.max_header_bytes")
+            {
+                Some(n) if n == 0 || n > 1_048_575 => {
+                    self.err(
+                        "server.limits.max_header_bytes",
+                        "from 1 byte to 1MiB - 1 (the HTTP parser refuses larger heads)",
+                    );
+                    n
+                }
+                Some(n) => n,
+                None => 32 * 1024,
+            },
             max_headers: l.max_headers.unwrap_or(100),
             auth_failures_per_ip: l.auth_failures_per_ip.as_ref().and_then(|t| {
                 match parse_rate(&t.0) {

@@ -56,6 +56,9 @@ routes:
   - name: echo
     match: { prefix: /api/v1/echo/ }
     auth: none
+  - name: dies
+    match: { path: /debug/truncated }
+    auth: none
 "#;
 
 fn start() -> (Upstream, Proxy) {
@@ -314,4 +317,74 @@ fn a_queued_client_that_disconnects_frees_its_place() {
         Some(serde_json::json!("queue_full"))
     );
     assert_eq!(next.status, 200, "{}", next.text());
+}
+
+#[test]
+fn oversize_heads_get_431_json_and_a_log_line() {
+    let (up, gh) = start();
+    let a = gh.addr;
+    let mut many = format!("GET /health HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let mut huge = format!("GET /health HTTP/1.1\r\nHost: {a}\r\nConnection: close\r\n");
+    for i in 0..300 {
+        huge.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    huge.push_str("\r\n");
+    let big = format!(
+        "GET /health HTTP/1.1\r\nHost: {a}\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(40 * 1024)
+    );
+    for (name, raw) in [
+        ("150 header lines (policy: 100)", many),
+        ("300 header lines (parser: 256)", huge),
+        ("40 KiB head (policy: 32 KiB)", big),
+    ] {
+        up.clear();
+        let r = raw_exchange(a, raw.as_bytes()).unwrap();
+        r.assert_denied(431, "headers_too_large", name);
+        up.assert_untouched(name);
+    }
+    assert!(
+        eventually(5, || gh.log().contains("refused by the HTTP parser")),
+        "the parser's refusal is logged"
+    );
+}
+
+#[test]
+fn an_upstream_reset_mid_response_is_never_presented_as_complete() {
+    let (_up, gh) = start();
+    let mut s = TcpStream::connect(gh.addr).unwrap();
+    write!(
+        s,
+        "GET /debug/truncated?bytes=5000 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        gh.addr
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw); // a reset ends the read with an error: fine
+    let text = String::from_utf8_lossy(&raw);
+    let head_end = text.find("\r\n\r\n").expect("a response head was sent");
+    let head = text[..head_end].to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let body = &raw[head_end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        assert!(
+            !body.ends_with(b"0\r\n\r\n"),
+            "a truncated body was closed with a final chunk: presented as complete"
+        );
+    } else {
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .expect("content-length or chunked")
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, 10_000);
+        assert!(body.len() < declared, "the whole declared body arrived?");
+    }
 }

@@ -352,12 +352,41 @@ where
                         "Fail to proxy: {e}, downstream session type: {}",
                         downstream_session.session_type()
                     );
-                    downstream_session
-                        .respond_error(400)
+                    // GATEHOUSE PATCH: a head the parser refuses gets the same JSON answer and
+                    // access-log line as every other refusal (431 for an oversize head).
+                    let text = format!("{e}");
+                    let (status, reason, message) = if text.contains("too many headers")
+                        || text.contains("header larger than")
+                    {
+                        (431, "headers_too_large", "the request head is too large")
+                    } else {
+                        (400, "bad_request", "malformed request")
+                    };
+                    let id = format!("{:032x}", rand::random::<u128>());
+                    log::info!(
+                        target: "access",
+                        "denied status={status} reason={reason} request_id={id} (refused by the HTTP parser)"
+                    );
+                    let body = Bytes::from(format!(
+                        "{{\"error\":\"{reason}\",\"message\":\"{message}\",\"request_id\":\"{id}\"}}"
+                    ));
+                    let mut resp = pingora_http::ResponseHeader::build(status, Some(4))
+                        .expect("static status");
+                    let _ = resp.insert_header(http::header::CONTENT_TYPE, "application/json");
+                    let _ = resp.insert_header(http::header::CONTENT_LENGTH, body.len());
+                    let _ = resp.insert_header(http::header::CONNECTION, "close");
+                    let _ = resp.insert_header("x-request-id", id.as_str());
+                    downstream_session.set_keepalive(None);
+                    let written = match downstream_session
+                        .write_response_header(Box::new(resp))
                         .await
-                        .unwrap_or_else(|e| {
-                            error!("failed to send error response to downstream: {e}");
-                        });
+                    {
+                        Ok(()) => downstream_session.write_response_body(body, true).await,
+                        Err(e) => Err(e),
+                    };
+                    written.unwrap_or_else(|e| {
+                        error!("failed to send error response to downstream: {e}");
+                    });
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(
