@@ -89,7 +89,7 @@ pub fn explain(
 /// The JSON form.
 pub fn to_json(policy: &Policy, d: &Decision) -> serde_json::Value {
     let (decision, reason) = match &d.outcome {
-        Outcome::Forward(_) => ("allow", None),
+        Outcome::Forward(_) | Outcome::Preflight(_) => ("allow", None),
         Outcome::Deny(den) => ("deny", Some(den.reason.as_str())),
     };
     let route = d
@@ -138,6 +138,16 @@ pub fn to_text(policy: &Policy, d: &Decision) -> String {
                 "=> ALLOW {} (route {route}): forwarded as {}{q}\n",
                 d.status(),
                 f.path
+            ));
+        }
+        Outcome::Preflight(p) => {
+            out.push_str(&format!(
+                "=> PREFLIGHT 204 (route {route}): answered by the proxy with {}\n",
+                p.headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         Outcome::Deny(den) => {

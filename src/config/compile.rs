@@ -211,7 +211,7 @@ impl<'a> Compiler<'a> {
         out
     }
 
-    fn origin_list(&mut self, list: &[Text], key: &str) -> OriginList {
+    fn origin_list(&mut self, list: &[Text], key: &str, loopback_aliases: bool) -> OriginList {
         let mut entries = Vec::new();
         for (i, t) in list.iter().enumerate() {
             match OriginPattern::parse(&t.0) {
@@ -219,10 +219,28 @@ impl<'a> Compiler<'a> {
                 Err(m) => self.err(format!("{key}[{i}]"), m),
             }
         }
-        OriginList {
+        let list = OriginList {
             key: key.to_string(),
             entries,
+            loopback_aliases,
+        };
+        let spelled = list.loopback_spellings();
+        if !loopback_aliases && !spelled.is_empty() && spelled.len() < 3 {
+            self.warn(
+                key,
+                format!(
+                    "names the loopback host as {} only: a browser on {} sends another Origin; list every spelling or set loopback_aliases: true",
+                    spelled.join(", "),
+                    crate::policy::origin::LOOPBACK_HOSTS
+                        .iter()
+                        .filter(|h| !spelled.contains(h))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            );
         }
+        list
     }
 
     fn origins_ref(
@@ -246,7 +264,7 @@ impl<'a> Compiler<'a> {
                     None
                 }
             },
-            OriginsRef::Inline(list) => Some(Arc::new(self.origin_list(list, key))),
+            OriginsRef::Inline(list) => Some(Arc::new(self.origin_list(list, key, false))),
         }
     }
 
@@ -270,7 +288,9 @@ impl<'a> Compiler<'a> {
         let mut named_origins = BTreeMap::new();
         for (name, list) in &raw.origins {
             let key = format!("origins.{name}");
-            named_origins.insert(name.clone(), Arc::new(self.origin_list(list, &key)));
+            let compiled =
+                self.origin_list(&list.origins, &key, list.loopback_aliases.unwrap_or(false));
+            named_origins.insert(name.clone(), Arc::new(compiled));
         }
 
         let mut providers = BTreeMap::new();
@@ -881,10 +901,21 @@ impl<'a> Compiler<'a> {
             .map(|a| self.access(a, &format!("{key}.access")));
         let auth = self.route_auth(r.auth.as_ref(), key, ctx);
         let require_claims = self.route_claims(r.require.as_ref(), auth.as_ref(), key);
-        let cors = r
-            .cors
-            .as_ref()
-            .and_then(|c| self.route_cors(c, &format!("{key}.cors"), ctx.origins));
+        let (cors, cors_upstream) = match &r.cors {
+            None => (None, false),
+            Some(RawCorsSetting::Upstream(t)) if t.0 == "upstream" => (None, true),
+            Some(RawCorsSetting::Upstream(t)) => {
+                self.err(
+                    format!("{key}.cors"),
+                    format!("expected `upstream` or a mapping, got {:?}", t.0),
+                );
+                (None, false)
+            }
+            Some(RawCorsSetting::Policy(c)) => (
+                self.route_cors(c, &format!("{key}.cors"), ctx.origins),
+                false,
+            ),
+        };
         let websocket = r
             .websocket
             .as_ref()
@@ -917,6 +948,7 @@ impl<'a> Compiler<'a> {
             auth: auth?,
             require_claims,
             cors,
+            cors_upstream,
             websocket,
             max_body,
             rate_limit,
@@ -1021,6 +1053,12 @@ impl<'a> Compiler<'a> {
                 self.err(
                     format!("{ck}.origins"),
                     "`null` with credentials: true would hand credentials to any sandboxed page",
+                );
+            }
+            if credentials && l.entries.contains(&OriginPattern::Any) {
+                self.err(
+                    format!("{ck}.origins"),
+                    "`*` with credentials: true would let every site read credentialed answers; list the origins",
                 );
             }
         }

@@ -142,7 +142,7 @@ fn structural_errors(text: &str, first: &str, first_message: &str) -> Vec<(Strin
                         if k == "auth" {
                             one::<raw::RawAuthProvider>(entry, &key, &mut out);
                         } else {
-                            one::<Vec<raw::Text>>(entry, &key, &mut out);
+                            one::<raw::RawOriginList>(entry, &key, &mut out);
                         }
                     }
                 }

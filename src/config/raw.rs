@@ -56,7 +56,7 @@ pub struct RawPolicy {
     #[serde(default)]
     pub auth: BTreeMap<String, RawAuthProvider>,
     #[serde(default)]
-    pub origins: BTreeMap<String, Vec<Text>>,
+    pub origins: BTreeMap<String, RawOriginList>,
     pub routes: Vec<RawRoute>,
 }
 
@@ -190,7 +190,7 @@ pub struct RawRoute {
     pub access: Option<RawAccess>,
     pub auth: Option<Text>,
     pub require: Option<RawRequire>,
-    pub cors: Option<RawCors>,
+    pub cors: Option<RawCorsSetting>,
     pub websocket: Option<RawWebSocket>,
     pub max_body: Option<Text>,
     pub upstream_timeout: Option<Text>,
@@ -213,7 +213,59 @@ pub struct RawRequire {
     pub claims: BTreeMap<String, OneOrMany>,
 }
 
-/// `routes[i].cors`
+/// `origins.<name>`: a list, or `{ origins: [...], loopback_aliases: true }`.
+#[derive(Debug)]
+pub struct RawOriginList {
+    pub origins: Vec<Text>,
+    pub loopback_aliases: Option<bool>,
+}
+
+/// The mapping form of an origin list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOriginMap {
+    pub origins: Vec<Text>,
+    pub loopback_aliases: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawOriginList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawOriginList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of origins, or a mapping with origins and loopback_aliases")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<RawOriginList, A::Error> {
+                let origins = Deserialize::deserialize(de::value::SeqAccessDeserializer::new(a))?;
+                Ok(RawOriginList {
+                    origins,
+                    loopback_aliases: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<RawOriginList, A::Error> {
+                let m: RawOriginMap =
+                    Deserialize::deserialize(de::value::MapAccessDeserializer::new(a))?;
+                Ok(RawOriginList {
+                    origins: m.origins,
+                    loopback_aliases: m.loopback_aliases,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `routes[i].cors`: the word `upstream`, or the proxy's own CORS policy.
+#[derive(Debug)]
+pub enum RawCorsSetting {
+    /// `cors: upstream` — the upstream manages CORS itself.
+    Upstream(Text),
+    /// `cors: { origins: ..., ... }`
+    Policy(RawCors),
+}
+
+/// `routes[i].cors` (mapping form)
 #[derive(Debug, Deserialize)]
 pub struct RawCors {
     pub origins: OriginsRef,
@@ -321,6 +373,15 @@ scalar_or!(
     "`none` or a mapping with per_ip / per_subject / burst",
     |s| RawRateLimitSetting::Off(s),
     |m| RawRateLimitSetting::Limit(m),
+    visit_map,
+    MapAccess,
+    MapAccessDeserializer
+);
+scalar_or!(
+    RawCorsSetting,
+    "`upstream` or a mapping with origins / methods / headers / credentials",
+    |s| RawCorsSetting::Upstream(s),
+    |m| RawCorsSetting::Policy(m),
     visit_map,
     MapAccess,
     MapAccessDeserializer

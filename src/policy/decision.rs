@@ -178,6 +178,8 @@ pub struct Forward {
     pub max_body: Option<u64>,
     /// The route's bounded queue, waited in before forwarding.
     pub concurrency: Option<Concurrency>,
+    /// The CORS headers of the answer.
+    pub cors: ResponseCors,
 }
 
 /// The facts an admitted WebSocket carries for its lifetime.
@@ -193,9 +195,33 @@ pub struct WebSocketForward {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Forward to the upstream (subject to the stateful limits).
-    Forward(Forward),
+    Forward(Box<Forward>),
+    /// A CORS preflight answered by the proxy: 204 with these headers, never forwarded.
+    Preflight(Preflight),
     /// Refuse.
     Deny(Denial),
+}
+
+/// A preflight the proxy answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preflight {
+    /// The route whose `cors` answered.
+    pub route: usize,
+    /// `Access-Control-Allow-*`, `Vary`.
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+/// What happens to the CORS headers of the upstream's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseCors {
+    /// Remove the upstream's `Access-Control-*` headers (a route without `cors`).
+    Strip,
+    /// Remove them; add `Vary: Origin` (a `cors` route, origin absent or not allowed).
+    StripVary,
+    /// Replace them with these (a `cors` route, origin allowed).
+    Allow(Vec<(HeaderName, String)>),
+    /// Keep the upstream's (`cors: upstream`).
+    Upstream,
 }
 
 /// One line of the trail.
@@ -266,6 +292,7 @@ impl Decision {
     pub fn status(&self) -> u16 {
         match &self.outcome {
             Outcome::Forward(_) => 200,
+            Outcome::Preflight(_) => 204,
             Outcome::Deny(d) => d.reason.status(),
         }
     }
@@ -274,6 +301,7 @@ impl Decision {
     pub fn step(&self) -> &'static str {
         match &self.outcome {
             Outcome::Forward(_) => "forward",
+            Outcome::Preflight(_) => "preflight",
             Outcome::Deny(d) => d.step,
         }
     }
@@ -281,7 +309,7 @@ impl Decision {
     /// The reason code of a denial.
     pub fn reason(&self) -> Option<Reason> {
         match &self.outcome {
-            Outcome::Forward(_) => None,
+            Outcome::Forward(_) | Outcome::Preflight(_) => None,
             Outcome::Deny(d) => Some(d.reason),
         }
     }

@@ -99,6 +99,8 @@ enum Want {
     Fwd(&'static str),
     /// Denied with this reason at this step.
     Deny(Reason, &'static str),
+    /// A preflight answered 204 by this route's `cors`.
+    Pre(&'static str),
 }
 use Want::*;
 
@@ -190,6 +192,11 @@ fn run(policy: &Policy, rows: &[Row]) {
             Outcome::Forward(f) => Fwd(policy
                 .routes
                 .get(f.route)
+                .map(|r| leak(&r.name))
+                .unwrap_or("?")),
+            Outcome::Preflight(p) => Pre(policy
+                .routes
+                .get(p.route)
                 .map(|r| leak(&r.name))
                 .unwrap_or("?")),
             Outcome::Deny(den) => Deny(den.reason, den.step),
@@ -516,6 +523,72 @@ fn base_policy_table() {
             Deny(Reason::AuthRequired, "auth"),
         )
         .h("authorization", "Basic YTpi"),
+        // 5. preflights.
+        row("preflight answered", "/api/x", Pre("api"))
+            .m("OPTIONS")
+            .h("origin", "https://app.example.com")
+            .h("access-control-request-method", "POST"),
+        row("preflight wildcard origin", "/api/x", Pre("api"))
+            .m("OPTIONS")
+            .h("origin", "https://a.example.org")
+            .h("access-control-request-method", "GET"),
+        row(
+            "preflight foreign origin",
+            "/api/x",
+            Deny(Reason::OriginDenied, "preflight"),
+        )
+        .m("OPTIONS")
+        .h("origin", "https://evil.test")
+        .h("access-control-request-method", "POST"),
+        row(
+            "preflight method",
+            "/api/x",
+            Deny(Reason::PreflightDenied, "preflight"),
+        )
+        .m("OPTIONS")
+        .h("origin", "https://app.example.com")
+        .h("access-control-request-method", "DELETE"),
+        row(
+            "preflight header",
+            "/api/x",
+            Deny(Reason::PreflightDenied, "preflight"),
+        )
+        .m("OPTIONS")
+        .h("origin", "https://app.example.com")
+        .h("access-control-request-method", "GET")
+        .h("access-control-request-headers", "x-evil"),
+        row(
+            "OPTIONS without ACRM is no preflight",
+            "/api/x",
+            Deny(Reason::MethodNotAllowed, "route"),
+        )
+        .m("OPTIONS")
+        .h("origin", "https://app.example.com"),
+        row(
+            "preflight on a route without cors is routed as usual",
+            "/pub/x",
+            Fwd("public"),
+        )
+        .m("OPTIONS")
+        .h("origin", "https://app.example.com")
+        .h("access-control-request-method", "GET"),
+        row(
+            "preflight without cors on an auth route",
+            "/admin/x",
+            Deny(Reason::AuthRequired, "auth"),
+        )
+        .m("OPTIONS")
+        .h("origin", "https://app.example.com")
+        .h("access-control-request-method", "GET"),
+        row(
+            "preflight still behind global access",
+            "/api/x",
+            Deny(Reason::IpDenied, "access"),
+        )
+        .peer("203.0.113.1")
+        .m("OPTIONS")
+        .h("origin", "https://app.example.com")
+        .h("access-control-request-method", "POST"),
         // 10. claims.
         row(
             "claims",
@@ -755,6 +828,7 @@ fn stateful_steps_are_asked_in_policy_order() {
         let d = super::decide_with(&p, &facts, &mut adm, false);
         let got = match &d.outcome {
             Outcome::Forward(f) => Fwd(leak(&p.routes[f.route].name)),
+            Outcome::Preflight(pf) => Pre(leak(&p.routes[pf.route].name)),
             Outcome::Deny(den) => Deny(den.reason, den.step),
         };
         assert_eq!(got, want, "{}", r.name);

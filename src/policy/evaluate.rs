@@ -15,9 +15,11 @@ use serde_json::Value;
 use super::admission::{Admission, Check, Stateless};
 use super::auth::{AuthInput, AuthKind, Identity};
 use super::client_ip::{client_ip, in_nets, ClientIp};
-use super::decision::{Decision, Denial, Forward, Outcome, Reason, Trail, WebSocketForward};
+use super::decision::{
+    Decision, Denial, Forward, Outcome, Preflight, Reason, ResponseCors, Trail, WebSocketForward,
+};
 use super::facts::RequestFacts;
-use super::model::{AccessRule, Policy, Route, RouteAuth};
+use super::model::{AccessRule, Cors, Policy, Route, RouteAuth};
 use super::origin::Origin;
 use super::path::{normalize_target, NormalizedTarget};
 
@@ -43,8 +45,18 @@ pub fn decide_with(
         route: None,
     };
     let outcome = match eval.run() {
-        Ok(fwd) => Outcome::Forward(fwd),
-        Err(d) => Outcome::Deny(d),
+        Ok(Admit::Forward(fwd)) => Outcome::Forward(fwd),
+        Ok(Admit::Preflight(p)) => Outcome::Preflight(p),
+        Err(mut d) => {
+            // A refusal on a `cors` route still carries the CORS headers for an allowed
+            // origin, so the page can read why (a 401, a 429) instead of a CORS error.
+            if let (Some(route), false) = (eval.route, BEFORE_ROUTE.contains(&d.step)) {
+                if let ResponseCors::Allow(h) = response_cors(route, facts) {
+                    d.headers.extend(h);
+                }
+            }
+            Outcome::Deny(d)
+        }
     };
     Decision {
         client_ip: eval
@@ -55,6 +67,26 @@ pub fn decide_with(
         outcome,
         trail: eval.trail,
     }
+}
+
+/// Steps that decide before a route is chosen.
+const BEFORE_ROUTE: &[&str] = &[
+    "client_ip",
+    "head",
+    "hygiene",
+    "access",
+    "connections_per_ip",
+    "path",
+    "preflight",
+    "route",
+];
+
+/// What an admitted request becomes.
+enum Admit {
+    /// Forwarded.
+    Forward(Box<Forward>),
+    /// A preflight the proxy answers.
+    Preflight(Preflight),
 }
 
 /// One evaluation in progress.
@@ -69,25 +101,154 @@ struct Eval<'p, 'f, 'a> {
 
 impl<'p> Eval<'p, '_, '_> {
     /// The evaluation order of POLICY.md, one step a line.
-    fn run(&mut self) -> Result<Forward, Denial> {
+    fn run(&mut self) -> Result<Admit, Denial> {
         let client = self.client_ip()?;
         self.head_limits()?;
         self.hygiene()?;
         self.global_access(client.ip)?;
         self.connections(client.ip)?;
         let target = self.path()?;
-        let route = self.route(&target.path)?;
+        let upstream_preflight = match self.preflight(&target.path)? {
+            None => None,
+            Some(PreflightRoute::Answer(p)) => return Ok(Admit::Preflight(p)),
+            Some(PreflightRoute::Forward(route)) => Some(route),
+        };
+        let route = match upstream_preflight {
+            Some(r) => r,
+            None => self.route(&target.path)?,
+        };
         self.route_access(route, client.ip)?;
         let upgrade = self.facts.is_websocket_upgrade();
-        self.origin(route, upgrade)?;
-        let identity = self.auth(route, &target, upgrade, client.ip)?;
-        self.claims(route, identity.as_ref())?;
+        let identity = if upstream_preflight.is_some() {
+            // `cors: upstream`: a browser never sends credentials on a preflight.
+            self.trail.record("auth", "skip", || {
+                format!(
+                    "preflight forwarded to the upstream ({}.cors: upstream)",
+                    route.key()
+                )
+            });
+            None
+        } else {
+            self.origin(route, upgrade)?;
+            let identity = self.auth(route, &target, upgrade, client.ip)?;
+            self.claims(route, identity.as_ref())?;
+            identity
+        };
         let subject = identity.as_ref().and_then(|i| i.subject.as_deref());
         self.rate_limit(route, client.ip, subject)?;
         self.websocket_caps(route, upgrade, client.ip, subject)?;
         self.body_size(route)?;
         self.concurrency_note(route);
-        Ok(self.forward(route, target, identity, upgrade, client))
+        Ok(Admit::Forward(Box::new(
+            self.forward(route, target, identity, upgrade, client),
+        )))
+    }
+
+    /// Step 5, the CORS preflight: answered by the proxy for the first path-matching route
+    /// with `cors`, whose `methods` are not consulted; forwarded unauthenticated for
+    /// `cors: upstream`.
+    fn preflight(&mut self, path: &str) -> Result<Option<PreflightRoute<'p>>, Denial> {
+        let h = self.facts.headers;
+        let (true, Some(origin), Some(want)) = (
+            self.facts.method == Method::OPTIONS,
+            h.get(http::header::ORIGIN),
+            h.get(http::header::ACCESS_CONTROL_REQUEST_METHOD),
+        ) else {
+            return Ok(None);
+        };
+        let policy = self.policy;
+        let fold = policy.server.paths.case_insensitive;
+        let Some(route) = policy
+            .routes
+            .iter()
+            .find(|r| r.path.matches(path, fold) && (r.cors.is_some() || r.cors_upstream))
+        else {
+            return Ok(None);
+        };
+        self.route = Some(route);
+        let Some(cors) = &route.cors else {
+            self.trail.record("preflight", "pass", || {
+                format!("{} ({}.cors: upstream): forwarded", route.name, route.key())
+            });
+            return Ok(Some(PreflightRoute::Forward(route)));
+        };
+        let origin = origin.to_str().unwrap_or("\u{fffd}");
+        if cors.origins.find(origin).is_none() {
+            self.trail.record("preflight", "deny", || {
+                format!("{origin:?} is not on {} ({})", cors.origins.key, route.name)
+            });
+            return Err(self.deny("preflight", Reason::OriginDenied, "origin not allowed"));
+        }
+        let allowed = preflight_methods(route, cors);
+        let want = want.to_str().unwrap_or("");
+        if !allowed.iter().any(|m| m.as_str() == want) {
+            self.trail.record("preflight", "deny", || {
+                format!("method {want:?} is not in {}.cors.methods", route.key())
+            });
+            let msg = format!("method {want} is not allowed from this origin");
+            return Err(self.deny("preflight", Reason::PreflightDenied, &msg));
+        }
+        let requested: Vec<String> = h
+            .get_all(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if let Some(bad) = requested.iter().find(|r| !cors.headers.contains(r)) {
+            self.trail.record("preflight", "deny", || {
+                format!("header {bad:?} is not in {}.cors.headers", route.key())
+            });
+            let msg = format!("header {bad} is not allowed from this origin");
+            return Err(self.deny("preflight", Reason::PreflightDenied, &msg));
+        }
+        self.trail.record("preflight", "pass", || {
+            format!(
+                "{origin} allowed by {} ({}): answered 204",
+                cors.origins.key, route.name
+            )
+        });
+        let mut headers = vec![
+            (
+                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                origin.to_string(),
+            ),
+            (
+                http::header::ACCESS_CONTROL_ALLOW_METHODS,
+                allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                http::header::VARY,
+                "Origin, Access-Control-Request-Method, Access-Control-Request-Headers".into(),
+            ),
+        ];
+        if !requested.is_empty() {
+            headers.push((
+                http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+                requested.join(", "),
+            ));
+        }
+        if cors.credentials {
+            headers.push((
+                http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                "true".into(),
+            ));
+        }
+        if let Some(age) = cors.max_age {
+            headers.push((
+                http::header::ACCESS_CONTROL_MAX_AGE,
+                age.as_secs().to_string(),
+            ));
+        }
+        Ok(Some(PreflightRoute::Answer(Preflight {
+            route: route.index,
+            headers,
+        })))
     }
 
     fn deny(&mut self, step: &'static str, reason: Reason, message: &str) -> Denial {
@@ -616,6 +777,7 @@ impl<'p> Eval<'p, '_, '_> {
             upstream_timeout: route.upstream_timeout.unwrap_or(timeouts.upstream_read),
             max_body: route.max_body,
             concurrency: route.concurrency,
+            cors: response_cors(route, self.facts),
         }
     }
 }
@@ -628,6 +790,63 @@ fn has_path_parameter(target: &[u8]) -> bool {
         .unwrap_or(target.len());
     let path = &target[..end];
     path.contains(&b';') || path.windows(3).any(|w| w.eq_ignore_ascii_case(b"%3b"))
+}
+
+/// Where a preflight goes.
+enum PreflightRoute<'p> {
+    /// The proxy answers it.
+    Answer(Preflight),
+    /// `cors: upstream`: forwarded on this route, without authentication.
+    Forward(&'p Route),
+}
+
+/// The methods a preflight may ask for: `cors.methods`, else the route's, else the simple ones.
+fn preflight_methods(route: &Route, cors: &Cors) -> Vec<Method> {
+    if !cors.methods.is_empty() {
+        return cors.methods.clone();
+    }
+    route
+        .methods
+        .clone()
+        .unwrap_or_else(|| vec![Method::GET, Method::HEAD, Method::POST])
+}
+
+/// The CORS headers of an actual (non-preflight) answer on `route`.
+fn response_cors(route: &Route, facts: &RequestFacts<'_>) -> ResponseCors {
+    if route.cors_upstream {
+        return ResponseCors::Upstream;
+    }
+    let Some(cors) = &route.cors else {
+        return ResponseCors::Strip;
+    };
+    let Some(origin) = facts
+        .headers
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| cors.origins.find(o).is_some())
+    else {
+        return ResponseCors::StripVary;
+    };
+    let mut h = vec![
+        (
+            http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin.to_string(),
+        ),
+        (http::header::VARY, "Origin".to_string()),
+    ];
+    if cors.credentials {
+        h.push((
+            http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            "true".into(),
+        ));
+    }
+    if !cors.expose_headers.is_empty() {
+        h.push((
+            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            cors.expose_headers.join(", "),
+        ));
+    }
+    ResponseCors::Allow(h)
 }
 
 /// Request hygiene: `Host` present (HTTP/1.1), single, a host[:port]; an absolute-form

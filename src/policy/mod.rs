@@ -15,7 +15,9 @@ pub mod path;
 #[cfg(test)]
 mod decision_table;
 
-pub use decision::{Decision, Denial, Forward, Outcome, Reason, WebSocketForward};
+pub use decision::{
+    Decision, Denial, Forward, Outcome, Preflight, Reason, ResponseCors, WebSocketForward,
+};
 pub use evaluate::{decide, decide_with};
 pub use facts::RequestFacts;
 pub use model::Policy;

@@ -266,8 +266,11 @@ pub struct Route {
     pub auth: RouteAuth,
     /// `require.claims`
     pub require_claims: Vec<ClaimRequirement>,
-    /// `cors:`
+    /// `cors:` (the proxy's own CORS policy).
     pub cors: Option<Cors>,
+    /// `cors: upstream`: the upstream manages CORS; its headers pass and its preflights are
+    /// forwarded without authentication.
+    pub cors_upstream: bool,
     /// `websocket:`
     pub websocket: Option<WebSocketSettings>,
     /// Effective `max_body` (route's own, else `defaults.max_body`).

@@ -11,15 +11,48 @@ pub struct OriginList {
     pub key: String,
     /// Entries, in file order.
     pub entries: Vec<OriginPattern>,
+    /// Treat `localhost`, `127.0.0.1` and `[::1]` as one host (off by default).
+    pub loopback_aliases: bool,
 }
+
+/// The spellings of the loopback host that `loopback_aliases` makes one.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 impl OriginList {
     /// The index of the first entry that matches the `Origin` header value, if any.
     pub fn find(&self, header: &str) -> Option<usize> {
         let origin = Origin::parse(header);
-        self.entries
+        if let Some(i) = self
+            .entries
             .iter()
             .position(|e| e.matches(header, origin.as_ref()))
+        {
+            return Some(i);
+        }
+        let o = origin
+            .filter(|o| self.loopback_aliases && LOOPBACK_HOSTS.contains(&o.host.as_str()))?;
+        LOOPBACK_HOSTS.iter().find_map(|alias| {
+            let alias = Origin {
+                host: (*alias).to_string(),
+                ..o.clone()
+            };
+            self.entries
+                .iter()
+                .position(|e| e.matches(header, Some(&alias)))
+        })
+    }
+
+    /// Which loopback spellings the list names (by exact entries).
+    pub fn loopback_spellings(&self) -> Vec<&'static str> {
+        LOOPBACK_HOSTS
+            .iter()
+            .copied()
+            .filter(|h| {
+                self.entries
+                    .iter()
+                    .any(|e| matches!(e, OriginPattern::Exact(o) if o.host == *h))
+            })
+            .collect()
     }
 }
 
@@ -92,6 +125,8 @@ fn valid_host(host: &str) -> bool {
 /// One entry of an origin list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginPattern {
+    /// `*`: any http(s) origin (never with credentials; never `null`).
+    Any,
     /// The literal `null` origin.
     Null,
     /// Exactly this origin.
@@ -113,11 +148,20 @@ impl OriginPattern {
         if text == "null" {
             return Ok(OriginPattern::Null);
         }
+        if text == "*" {
+            return Ok(OriginPattern::Any);
+        }
         if let Some((scheme, rest)) = text.split_once("://*.") {
             let probe = format!("{scheme}://{rest}");
             let o = Origin::parse(&probe).ok_or_else(|| bad(text))?;
             if !o.host.contains('.') {
                 return Err(format!("{text:?}: a wildcard must sit under a domain of two or more labels, as in \"https://*.example.com\""));
+            }
+            if psl::suffix_str(&o.host) == Some(o.host.as_str()) {
+                return Err(format!(
+                    "{text:?}: {:?} is a public suffix: the wildcard would match every site registered under it",
+                    o.host
+                ));
             }
             return Ok(OriginPattern::Wildcard {
                 scheme: o.scheme,
@@ -137,6 +181,7 @@ impl OriginPattern {
 
     fn matches(&self, raw: &str, origin: Option<&Origin>) -> bool {
         match (self, origin) {
+            (OriginPattern::Any, o) => o.is_some(),
             (OriginPattern::Null, _) => raw == "null",
             (OriginPattern::Exact(want), Some(o)) => want == o,
             (
@@ -174,7 +219,50 @@ mod tests {
                 .iter()
                 .map(|e| OriginPattern::parse(e).unwrap())
                 .collect(),
+            loopback_aliases: false,
         }
+    }
+
+    #[test]
+    fn public_suffixes_and_schemes_are_refused() {
+        for bad in [
+            "https://*.co.uk",
+            "https://*.github.io",
+            "*://a.com",
+            "https://a.com/path",
+            "https://*",
+            "http*://a.com",
+        ] {
+            assert!(OriginPattern::parse(bad).is_err(), "{bad}");
+        }
+        assert!(OriginPattern::parse("https://*.example.co.uk").is_ok());
+    }
+
+    #[test]
+    fn any_matches_origins_but_not_null_or_garbage() {
+        let l = list(&["*"]);
+        assert!(l.find("https://x.test").is_some());
+        assert!(l.find("null").is_none());
+        assert!(l.find("https://x.test/path").is_none());
+    }
+
+    #[test]
+    fn loopback_aliases_make_one_host() {
+        let mut l = list(&["http://localhost:3000"]);
+        assert!(l.find("http://127.0.0.1:3000").is_none(), "off by default");
+        l.loopback_aliases = true;
+        assert!(l.find("http://127.0.0.1:3000").is_some());
+        assert!(l.find("http://[::1]:3000").is_some());
+        assert!(
+            l.find("http://127.0.0.1:3001").is_none(),
+            "port still matters"
+        );
+        assert!(
+            l.find("https://127.0.0.1:3000").is_none(),
+            "scheme still matters"
+        );
+        assert!(l.find("http://127.0.0.2:3000").is_none());
+        assert_eq!(l.loopback_spellings(), vec!["localhost"]);
     }
 
     #[test]

@@ -60,6 +60,8 @@ enum State {
         reason: Reason,
         cause: Option<String>,
     },
+    /// Answered by the proxy without a denial (a CORS preflight).
+    Answered,
     /// Admitted: everything needed to forward it.
     Forwarding {
         fwd: Box<Forward>,
@@ -260,6 +262,13 @@ impl ProxyHttp for Gate {
         }
         let fwd = match decision.outcome {
             Outcome::Forward(fwd) => fwd,
+            Outcome::Preflight(p) => {
+                if let Err(e) = respond::preflight(session, &ctx.request_id, &p.headers).await {
+                    tracing::debug!(error = %e, "could not write the preflight answer");
+                }
+                ctx.state = State::Answered;
+                return Ok(true);
+            }
             Outcome::Deny(d) => {
                 self.deny(session, ctx, d.reason, &d.message, &d.headers, d.cause)
                     .await;
@@ -320,7 +329,7 @@ impl ProxyHttp for Gate {
                 .with_label_values(&[route_name.as_str()]),
         ));
         ctx.state = State::Forwarding {
-            fwd: Box::new(fwd),
+            fwd,
             upgraded: None,
             held,
             body_bytes: 0,
@@ -406,6 +415,7 @@ impl ProxyHttp for Gate {
             ..
         } = &mut ctx.state
         {
+            respond::apply_cors(resp, &fwd.cors)?;
             if let (101, Some(ws)) = (resp.status.as_u16(), fwd.websocket) {
                 // Once upgraded, the WebSocket idle timeout replaces the HTTP ones.
                 session.set_read_timeout(Some(ws.idle_timeout));

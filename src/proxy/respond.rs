@@ -7,7 +7,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use crate::policy::Reason;
+use crate::policy::{Reason, ResponseCors};
 
 /// The JSON body of a denial.
 pub fn body(reason: Reason, message: &str, request_id: &str) -> Vec<u8> {
@@ -48,6 +48,65 @@ pub async fn deny(
         session
             .write_response_body(Some(Bytes::from(body)), true)
             .await?;
+    }
+    Ok(())
+}
+
+/// Answers a CORS preflight: 204 with the allow headers, no body.
+pub async fn preflight(
+    session: &mut Session,
+    request_id: &str,
+    headers: &[(HeaderName, String)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(204, Some(2 + headers.len()))?;
+    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+    for (name, value) in headers {
+        resp.insert_header(name.clone(), value.as_str())?;
+    }
+    session.write_response_header(Box::new(resp), true).await
+}
+
+/// Applies the route's CORS policy to the upstream's answer: its own `Access-Control-*`
+/// headers never reach the client unless the route says `cors: upstream`.
+pub fn apply_cors(resp: &mut ResponseHeader, cors: &ResponseCors) -> Result<()> {
+    if *cors == ResponseCors::Upstream {
+        return Ok(());
+    }
+    let upstream_cors: Vec<HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in upstream_cors {
+        resp.remove_header(&name);
+    }
+    let vary_origin = |resp: &mut ResponseHeader| -> Result<()> {
+        let listed = resp
+            .headers
+            .get_all(http::header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("origin") || t.trim() == "*");
+        if !listed {
+            resp.append_header(http::header::VARY, "Origin")?;
+        }
+        Ok(())
+    };
+    match cors {
+        ResponseCors::Strip | ResponseCors::Upstream => {}
+        ResponseCors::StripVary => vary_origin(resp)?,
+        ResponseCors::Allow(headers) => {
+            for (name, value) in headers {
+                if name == http::header::VARY {
+                    continue;
+                }
+                resp.insert_header(name.clone(), value.as_str())?;
+            }
+            vary_origin(resp)?;
+        }
     }
     Ok(())
 }

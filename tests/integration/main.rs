@@ -12,5 +12,6 @@ mod cli;
 mod foundation;
 mod hardening;
 mod limits;
+mod origins;
 mod support;
 mod websocket_race;
