@@ -116,7 +116,15 @@ impl Reloader {
                         "listener addresses changed in the policy: they take effect on restart"
                     );
                 }
-                self.shared.swap(policy);
+                let recheck = self.shared.swap(policy);
+                if recheck.checked > 0 {
+                    tracing::info!(
+                        sockets = recheck.checked,
+                        closed = recheck.closed,
+                        micros = recheck.micros as u64,
+                        "open WebSockets re-checked against the new policy"
+                    );
+                }
                 // The new policy may name other files: remember their contents as read now.
                 if let Ok(mut seen) = self.seen.lock() {
                     *seen = Some(self.digest());

@@ -22,8 +22,11 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::headers::{rewrite, Hop};
 use super::respond;
+use super::websocket;
 use crate::policy::client_ip::{canonical, in_nets};
-use crate::policy::{decide_with, Forward, Outcome, Policy, Reason, RequestFacts};
+use crate::policy::{
+    decide_with, Forward, Outcome, Policy, Reason, RequestFacts, WebSocketForward,
+};
 use crate::runtime::limits::{QueueError, QueuePermit, RuntimeAdmission, SlotGuard};
 use crate::runtime::metrics::GaugeGuard;
 use crate::runtime::verify_pool::OwnedRequest;
@@ -49,6 +52,8 @@ pub struct Ctx {
     client_ip: Option<IpAddr>,
     route: Option<usize>,
     state: State,
+    /// How a relayed WebSocket ended.
+    closed: Option<String>,
 }
 
 /// Where a request stands.
@@ -69,7 +74,7 @@ enum State {
         upgraded: Option<WsOpen>,
         /// Slots held for the life of the request (in flight per IP, WebSocket caps) and the
         /// route's gauges: given back on drop, however the request ends.
-        held: Held,
+        _held: Held,
         /// Body bytes received so far (for `max_body` on a streamed body).
         body_bytes: u64,
     },
@@ -127,6 +132,95 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// An admitted WebSocket: the handshake goes to the upstream, and the socket is relayed
+    /// by [`websocket::relay`] so that a reload or the token's expiry can close it.
+    #[allow(clippy::too_many_arguments)]
+    async fn tunnel(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        policy: &Policy,
+        fwd: Box<Forward>,
+        mut held: Held,
+        ws: WebSocketForward,
+        request: OwnedRequest,
+        route_name: &str,
+    ) -> Result<bool> {
+        let Some(peer) = peer_of(session) else {
+            return Err(Error::new(ErrorType::InternalError));
+        };
+        let mut upstream_req = session.req_header().clone();
+        let hop = Hop {
+            peer,
+            client_ip: ctx.client_ip.unwrap_or(peer),
+            tls: is_tls(session),
+            request_id: &ctx.request_id,
+        };
+        rewrite(&mut upstream_req, policy, &fwd, &hop)?;
+        let shaken = websocket::handshake(
+            policy.upstream.addr,
+            policy.upstream.connect_timeout,
+            fwd.upstream_timeout,
+            &upstream_req,
+        )
+        .await;
+        let (up, resp, rest) = match shaken {
+            Ok(x) => x,
+            Err(websocket::Failed(reason, cause)) => {
+                let message = match reason {
+                    Reason::UpstreamTimeout => "the upstream did not answer in time",
+                    _ => "the upstream is unavailable",
+                };
+                self.deny(session, ctx, reason, message, &[], Some(cause))
+                    .await;
+                return Ok(true);
+            }
+        };
+        let registration = if resp.status.as_u16() == 101 {
+            self.shared.metrics.websockets_open.inc();
+            held._websocket = Some(GaugeGuard::new(
+                self.shared
+                    .metrics
+                    .route_websockets
+                    .with_label_values(&[route_name]),
+            ));
+            Some(self.shared.sockets.register(request, route_name))
+        } else {
+            None
+        };
+        let upgraded = registration.as_ref().map(|_| WsOpen(self.shared.clone()));
+        ctx.state = State::Forwarding {
+            fwd,
+            upgraded,
+            _held: held,
+            body_bytes: 0,
+        };
+        // Once upgraded the relay's own idle timeout (websocket_idle) replaces the HTTP ones.
+        session.set_read_timeout(None);
+        session.set_write_timeout(Some(ws.idle_timeout));
+        let end = websocket::relay(
+            session,
+            up,
+            resp,
+            rest,
+            &ctx.request_id,
+            ws.idle_timeout,
+            ws.close_at,
+            registration,
+        )
+        .await;
+        ctx.closed = Some(match end {
+            Ok(websocket::End::Policy(reason)) => format!("closed by gatehouse (1008): {reason}"),
+            Ok(websocket::End::Idle) => "idle timeout".into(),
+            Ok(websocket::End::Closed) => "closed".into(),
+            Ok(websocket::End::NotUpgraded(status)) => format!("not upgraded ({status})"),
+            Err(e) => format!("relay error: {e}"),
+        });
+        Ok(true)
+    }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -167,6 +261,7 @@ impl ProxyHttp for Gate {
             client_ip: None,
             route: None,
             state: State::Deciding,
+            closed: None,
         }
     }
 
@@ -245,6 +340,9 @@ impl ProxyHttp for Gate {
             let d = decide_with(&policy, &facts, &mut admission, false);
             (d, Some(admission))
         };
+        // A WebSocket keeps the facts it was admitted on, to be decided again on reload.
+        let ws_request = matches!(&decision.outcome, Outcome::Forward(f) if f.websocket.is_some())
+            .then(|| OwnedRequest::from_facts(&facts));
         ctx.client_ip = Some(decision.client_ip);
         ctx.route = decision.route;
         let (slots, shadowed) =
@@ -328,10 +426,15 @@ impl ProxyHttp for Gate {
                 .in_flight
                 .with_label_values(&[route_name.as_str()]),
         ));
+        if let (Some(ws), Some(request)) = (fwd.websocket, ws_request) {
+            return self
+                .tunnel(session, ctx, &policy, fwd, held, ws, request, &route_name)
+                .await;
+        }
         ctx.state = State::Forwarding {
             fwd,
             upgraded: None,
-            held,
+            _held: held,
             body_bytes: 0,
         };
         Ok(false)
@@ -371,11 +474,9 @@ impl ProxyHttp for Gate {
         };
         let mut peer = HttpPeer::new(policy.upstream.addr, false, String::new());
         peer.options.connection_timeout = Some(policy.upstream.connect_timeout);
-        let wait = fwd
-            .websocket
-            .map_or(fwd.upstream_timeout, |ws| ws.idle_timeout);
-        peer.options.read_timeout = Some(wait);
-        peer.options.write_timeout = Some(wait);
+        // WebSockets never come here: they are relayed by `websocket::relay`.
+        peer.options.read_timeout = Some(fwd.upstream_timeout);
+        peer.options.write_timeout = Some(fwd.upstream_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
     }
@@ -402,33 +503,13 @@ impl ProxyHttp for Gate {
 
     async fn response_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        let route = self.route_name(ctx).to_string();
-        if let State::Forwarding {
-            fwd,
-            upgraded,
-            held,
-            ..
-        } = &mut ctx.state
-        {
+        if let State::Forwarding { fwd, .. } = &ctx.state {
             respond::apply_cors(resp, &fwd.cors)?;
-            if let (101, Some(ws)) = (resp.status.as_u16(), fwd.websocket) {
-                // Once upgraded, the WebSocket idle timeout replaces the HTTP ones.
-                session.set_read_timeout(Some(ws.idle_timeout));
-                session.set_write_timeout(Some(ws.idle_timeout));
-                self.shared.metrics.websockets_open.inc();
-                *upgraded = Some(WsOpen(self.shared.clone()));
-                held._websocket = Some(GaugeGuard::new(
-                    self.shared
-                        .metrics
-                        .route_websockets
-                        .with_label_values(&[route.as_str()]),
-                ));
-            }
         }
         Ok(())
     }
@@ -528,6 +609,7 @@ impl ProxyHttp for Gate {
                     target: "access",
                     method = %req.method, path = %path, route = %route, status, client_ip = %client,
                     duration_ms, request_id = %ctx.request_id, upgraded,
+                    closed = ctx.closed.as_deref().unwrap_or(""),
                     error = e.map(|e| e.to_string()).unwrap_or_default(),
                     "request"
                 );

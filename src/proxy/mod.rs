@@ -9,6 +9,8 @@
 //! - [`admin`] — `/healthz`, `/readyz`, `/metrics`.
 //! - [`bind`] — clear errors for ports in use or privileged.
 //! - [`server`] — assembles the Pingora server from the policy.
+//! - [`websocket`] — relays admitted WebSockets, and closes them when they lose their right to
+//!   exist (reload, token expiry).
 
 pub mod admin;
 pub mod app;
@@ -17,3 +19,4 @@ pub mod gate;
 pub mod headers;
 pub mod respond;
 pub mod server;
+pub mod websocket;

@@ -4,6 +4,7 @@
 pub mod limits;
 pub mod metrics;
 pub mod snapshot;
+pub mod sockets;
 pub mod verify_pool;
 
 pub use limits::Limits;

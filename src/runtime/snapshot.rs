@@ -19,6 +19,8 @@ pub struct Shared {
     pub verify_pool: VerifyPool,
     /// Rate-limit buckets, connection counters and queues.
     pub limits: Limits,
+    /// Open WebSockets, re-checked on every reload.
+    pub sockets: Arc<super::sockets::OpenSockets>,
     listening: AtomicBool,
 }
 
@@ -29,6 +31,7 @@ impl Shared {
             policy: ArcSwap::from_pointee(policy),
             metrics: Metrics::new(),
             limits: Limits::in_memory(),
+            sockets: Arc::default(),
             verify_pool: VerifyPool::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -41,10 +44,13 @@ impl Shared {
         self.policy.load_full()
     }
 
-    /// Swaps in a new policy; limit state of unchanged limits survives.
-    pub fn swap(&self, policy: Policy) {
+    /// Swaps in a new policy; limit state of unchanged limits survives; open WebSockets the
+    /// new policy would refuse are told to close.
+    pub fn swap(&self, policy: Policy) -> super::sockets::Recheck {
         self.limits.retain_for(&policy);
-        self.policy.store(Arc::new(policy));
+        let policy = Arc::new(policy);
+        self.policy.store(policy.clone());
+        self.sockets.recheck(&policy)
     }
 
     /// Marks the public listeners as accepting.

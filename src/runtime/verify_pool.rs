@@ -47,7 +47,8 @@ impl OwnedRequest {
         }
     }
 
-    fn facts(&self) -> RequestFacts<'_> {
+    /// The facts, borrowed.
+    pub fn facts(&self) -> RequestFacts<'_> {
         RequestFacts {
             peer: self.peer,
             method: &self.method,

@@ -15,3 +15,4 @@ mod limits;
 mod origins;
 mod support;
 mod websocket_race;
+mod websockets;

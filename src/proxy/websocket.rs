@@ -1,0 +1,369 @@
+//! Gatehouse relays admitted WebSockets itself instead of handing the upgrade to Pingora's
+//! proxy loop, because a socket must be able to *lose its right to exist*: a reload whose
+//! policy would refuse it, or the expiry of the token it was opened with
+//! (`websocket.close_on_token_expiry`), closes it with a 1008 close frame to the client and
+//! the upstream connection shut — even when no byte is moving. Pingora's relay is driven only
+//! by traffic and offers no hook to end an idle tunnel.
+//!
+//! The handshake is forwarded as Pingora would (the same [`super::headers::rewrite`]); a non-101
+//! answer is passed through as a plain response. Once upgraded, bytes are copied both ways
+//! unchanged. Frames from the upstream are tracked only to know where one ends, so a close
+//! frame is never injected inside another frame. The idle timeout (`websocket_idle`) applies
+//! to traffic in either direction.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::policy::{Reason, ResponseCors};
+use crate::runtime::sockets::Registration;
+
+/// Largest upstream handshake answer we read.
+const MAX_HEAD: usize = 64 * 1024;
+/// Read buffer for upstream bytes (kept small: idle sockets should cost little).
+const BUF: usize = 4 * 1024;
+/// Longest wait for the upstream to finish a frame before a close is sent anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How the tunnel ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The upstream did not upgrade; its answer was passed through with this status.
+    NotUpgraded(u16),
+    /// Either side closed, or an I/O error.
+    Closed,
+    /// No traffic for the idle timeout.
+    Idle,
+    /// Closed by Gatehouse with 1008 and this reason.
+    Policy(String),
+}
+
+/// Why the handshake could not reach the upstream.
+#[derive(Debug)]
+pub struct Failed(pub Reason, pub String);
+
+/// Where one frame from the upstream ends.
+#[derive(Debug, Default)]
+struct Frames {
+    header: Vec<u8>,
+    payload_left: u64,
+}
+
+impl Frames {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let n = (self.payload_left.min(data.len() as u64)) as usize;
+                self.payload_left -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            self.header.push(data[0]);
+            data = &data[1..];
+            if let Some(len) = self.header_complete() {
+                self.payload_left = len;
+                self.header.clear();
+            }
+        }
+    }
+
+    /// `Some(payload length)` once the header bytes read so far make a whole header.
+    fn header_complete(&self) -> Option<u64> {
+        let h = &self.header;
+        if h.len() < 2 {
+            return None;
+        }
+        let masked = h[1] & 0x80 != 0;
+        let (ext, len) = match h[1] & 0x7f {
+            126 => (2, None),
+            127 => (8, None),
+            n => (0, Some(u64::from(n))),
+        };
+        let need = 2 + ext + if masked { 4 } else { 0 };
+        if h.len() < need {
+            return None;
+        }
+        Some(len.unwrap_or_else(|| {
+            h[2..2 + ext]
+                .iter()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        }))
+    }
+
+    fn at_boundary(&self) -> bool {
+        self.header.is_empty() && self.payload_left == 0
+    }
+}
+
+/// A close frame from the server: code 1008 (policy violation) and a short reason.
+fn close_frame(reason: &str) -> Bytes {
+    let reason = &reason.as_bytes()[..reason.len().min(120)];
+    let mut f = Vec::with_capacity(4 + reason.len());
+    f.push(0x88);
+    f.push((2 + reason.len()) as u8);
+    f.extend_from_slice(&1008u16.to_be_bytes());
+    f.extend_from_slice(reason);
+    Bytes::from(f)
+}
+
+fn serialize(req: &RequestHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        req.uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers.iter() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Connects to the upstream and sends the handshake; answers with the response head and
+/// whatever bytes followed it.
+pub async fn handshake(
+    addr: std::net::SocketAddr,
+    connect_timeout: Duration,
+    answer_timeout: Duration,
+    req: &RequestHeader,
+) -> Result<(TcpStream, ResponseHeader, Vec<u8>), Failed> {
+    let mut up = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Failed(Reason::UpstreamUnavailable, format!("connect: {e}"))),
+        Err(_) => return Err(Failed(Reason::UpstreamTimeout, "connect timed out".into())),
+    };
+    let _ = up.set_nodelay(true);
+    let io = |e: std::io::Error| Failed(Reason::UpstreamUnavailable, e.to_string());
+    up.write_all(&serialize(req)).await.map_err(io)?;
+    let mut buf = Vec::with_capacity(1024);
+    let read_head = async {
+        loop {
+            let mut chunk = [0u8; 1024];
+            let n = up.read(&mut chunk).await.map_err(io)?;
+            if n == 0 {
+                return Err(Failed(
+                    Reason::UpstreamUnavailable,
+                    "closed before answering the handshake".into(),
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut hs);
+            match r.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let status = r.code.unwrap_or(502);
+                    let mut resp = ResponseHeader::build(status, Some(r.headers.len()))
+                        .map_err(|e| Failed(Reason::UpstreamUnavailable, e.to_string()))?;
+                    for h in r.headers.iter() {
+                        let _ = resp.append_header(h.name.to_string(), h.value);
+                    }
+                    return Ok((resp, len));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+                _ => {
+                    return Err(Failed(
+                        Reason::UpstreamUnavailable,
+                        "malformed handshake answer".into(),
+                    ))
+                }
+            }
+        }
+    };
+    let (resp, len) = match tokio::time::timeout(answer_timeout, read_head).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Failed(
+                Reason::UpstreamTimeout,
+                "no handshake answer".into(),
+            ))
+        }
+    };
+    let rest = buf.split_off(len);
+    Ok((up, resp, rest))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Passes the upstream's answer on and, for a 101, relays until one side ends, the socket
+/// idles out, or Gatehouse closes it.
+#[allow(clippy::too_many_arguments)]
+pub async fn relay(
+    session: &mut Session,
+    mut up: TcpStream,
+    mut resp: ResponseHeader,
+    rest: Vec<u8>,
+    request_id: &str,
+    idle: Duration,
+    close_at: Option<u64>,
+    registration: Option<Registration>,
+) -> Result<End> {
+    super::respond::apply_cors(&mut resp, &ResponseCors::Strip)?;
+    resp.insert_header("x-request-id", request_id)?;
+    let status = resp.status.as_u16();
+    if status != 101 {
+        // Not upgraded: a plain answer, passed through until the upstream closes.
+        resp.insert_header(http::header::CONNECTION, "close")?;
+        session.set_keepalive(None);
+        session.write_response_header(Box::new(resp), false).await?;
+        if !rest.is_empty() {
+            session
+                .write_response_body(Some(Bytes::from(rest)), false)
+                .await?;
+        }
+        let mut buf = vec![0u8; BUF];
+        loop {
+            match tokio::time::timeout(idle, up.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    session
+                        .write_response_body(Some(Bytes::copy_from_slice(&buf[..n])), false)
+                        .await?
+                }
+                _ => break,
+            }
+        }
+        session.write_response_body(None, true).await?;
+        return Ok(End::NotUpgraded(status));
+    }
+
+    session.write_response_header(Box::new(resp), false).await?;
+    let mut frames = Frames::default();
+    if !rest.is_empty() {
+        frames.feed(&rest);
+        session
+            .write_response_body(Some(Bytes::from(rest)), false)
+            .await?;
+    }
+    let mut close_rx = registration.as_ref().map(|r| r.close.clone());
+    let expiry = close_at.map(|at| {
+        let left = Duration::from_secs(at.saturating_sub(now_secs()));
+        tokio::time::Instant::now() + left
+    });
+    let mut closing: Option<(String, tokio::time::Instant)> = None;
+    let mut buf = vec![0u8; BUF];
+    let end = loop {
+        let idle_deadline = tokio::time::sleep(idle);
+        let grace = async {
+            match &closing {
+                Some((_, until)) => tokio::time::sleep_until(*until).await,
+                None => std::future::pending().await,
+            }
+        };
+        let expired = async {
+            match expiry {
+                Some(at) if closing.is_none() => tokio::time::sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let told = async {
+            match close_rx.as_mut() {
+                Some(rx) if closing.is_none() => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    rx.borrow().clone()
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            reason = told => {
+                if let Some(reason) = reason {
+                    closing = Some((reason, tokio::time::Instant::now() + CLOSE_GRACE));
+                }
+            }
+            _ = expired => {
+                closing = Some(("token expired".into(), tokio::time::Instant::now() + CLOSE_GRACE));
+            }
+            _ = grace => {
+                // The upstream stalled mid-frame: close without a close frame.
+                break End::Policy(closing.map(|c| c.0).unwrap_or_default());
+            }
+            _ = idle_deadline => break End::Idle,
+            from_client = session.read_request_body() => match from_client {
+                Ok(Some(b)) if closing.is_none() => {
+                    if up.write_all(&b).await.is_err() {
+                        break End::Closed;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break End::Closed,
+            },
+            n = up.read(&mut buf) => match n {
+                Ok(n) if n > 0 => {
+                    frames.feed(&buf[..n]);
+                    session
+                        .write_response_body(Some(Bytes::copy_from_slice(&buf[..n])), false)
+                        .await?;
+                }
+                _ => break End::Closed,
+            },
+        }
+        if let (Some((reason, _)), true) = (&closing, frames.at_boundary()) {
+            let _ = session
+                .write_response_body(Some(close_frame(reason)), false)
+                .await;
+            break End::Policy(reason.clone());
+        }
+    };
+    let _ = up.shutdown().await;
+    let _ = session.write_response_body(None, true).await;
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_boundaries_are_tracked_across_reads() {
+        let mut f = Frames::default();
+        assert!(f.at_boundary());
+        // A 5-byte text frame, split.
+        f.feed(&[0x81]);
+        assert!(!f.at_boundary());
+        f.feed(&[0x05, b'h', b'e']);
+        assert!(!f.at_boundary());
+        f.feed(b"llo");
+        assert!(f.at_boundary());
+        // A 300-byte binary frame with a 16-bit length, then a ping in the same read.
+        let mut data = vec![0x82, 126, 0x01, 0x2c];
+        data.extend(std::iter::repeat_n(0u8, 300));
+        data.extend([0x89, 0x00]);
+        f.feed(&data[..100]);
+        assert!(!f.at_boundary());
+        f.feed(&data[100..]);
+        assert!(f.at_boundary());
+        // A masked frame.
+        f.feed(&[0x81, 0x82, 1, 2, 3, 4, b'a']);
+        assert!(!f.at_boundary());
+        f.feed(b"b");
+        assert!(f.at_boundary());
+    }
+
+    #[test]
+    fn close_frames_carry_1008_and_a_short_reason() {
+        let f = close_frame("policy changed: ip_denied");
+        assert_eq!(f[0], 0x88);
+        assert_eq!(f[1] as usize, f.len() - 2);
+        assert_eq!(&f[2..4], &1008u16.to_be_bytes());
+        assert_eq!(&f[4..], b"policy changed: ip_denied");
+        assert!(close_frame(&"x".repeat(500)).len() <= 125);
+    }
+}
