@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, property and integration tests of gatehouse and voiceflow
-# (the integration tests spawn both real binaries on loopback ports the OS picks).
+# (the integration tests spawn both real binaries on loopback ports the OS picks, and a
+# headless Chromium for the browser test).
 # Ends with one summary line over every test binary ("N passed, N failed").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-build-deps.sh
+source scripts/ensure-test-deps.sh
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace "$@" 2>&1 | tee "$log"

@@ -347,6 +347,7 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let (server, upstream) = (server?, upstream?);
+        self.websocket_hints(&routes, &server);
         let mut watched = std::mem::take(&mut self.watched);
         watched.dedup();
         Some(Policy {
@@ -1120,6 +1121,39 @@ impl<'a> Compiler<'a> {
                 &format!("{ck}.queue_timeout"),
                 Duration::from_secs(30),
             ),
+        }
+    }
+
+    /// Valid settings that WebSocket troubleshooting guides keep meeting as bugs.
+    fn websocket_hints(&mut self, routes: &[Route], server: &ServerSettings) {
+        let any_tls = server.listeners.iter().any(|l| l.tls.is_some());
+        for r in routes {
+            let Some(ws) = &r.websocket else { continue };
+            let key = format!("{}.websocket", r.key());
+            let cookies = matches!(&r.auth, RouteAuth::Provider(p) if matches!(&p.kind,
+                AuthKind::Jwt(j) if j.sources.iter().any(|s| matches!(s, TokenSource::Cookie(_)))));
+            match &ws.origins {
+                None if cookies => self.warn(
+                    &key,
+                    "no websocket.origins, and the provider accepts cookie tokens: any site can open this socket in a visitor's name (cross-site WebSocket hijacking); list the origins",
+                ),
+                Some(list) if !any_tls => {
+                    let https = list.entries.iter().any(|e| e.scheme() == Some("https"));
+                    if https {
+                        self.warn(
+                            format!("{key}.origins"),
+                            "allows https:// pages, but every listener is plain ws://: browsers block ws:// from an https page (mixed content); add a TLS listener, or make sure TLS is terminated in front of Gatehouse",
+                        );
+                    }
+                }
+                _ => {}
+            }
+            if ws.allow_missing_origin && cookies {
+                self.warn(
+                    format!("{key}.allow_missing_origin"),
+                    "on a socket that accepts cookie tokens: the Origin check is what stops cross-site hijacking; prefer a header or query token for clients that send no Origin",
+                );
+            }
         }
     }
 

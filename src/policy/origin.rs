@@ -179,6 +179,15 @@ impl OriginPattern {
             .ok_or_else(|| bad(text))
     }
 
+    /// The scheme an entry names (`None` for `*` and `null`).
+    pub fn scheme(&self) -> Option<&str> {
+        match self {
+            OriginPattern::Exact(o) => Some(&o.scheme),
+            OriginPattern::Wildcard { scheme, .. } => Some(scheme),
+            OriginPattern::Any | OriginPattern::Null => None,
+        }
+    }
+
     fn matches(&self, raw: &str, origin: Option<&Origin>) -> bool {
         match (self, origin) {
             (OriginPattern::Any, o) => o.is_some(),

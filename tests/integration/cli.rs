@@ -318,3 +318,51 @@ fn check_warns_when_an_htpasswd_file_mixes_algorithms() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_hints_at_websocket_misconfigurations() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        r#"version: 1
+server:
+  listen: [{ addr: "127.0.0.1:1" }]
+upstream: { addr: "127.0.0.1:9" }
+auth:
+  j:
+    jwt: { algorithms: [HS256], secret_env: GATEHOUSE_JWT_SECRET, token_sources: [header, "cookie:t"] }
+origins:
+  dev: ["http://localhost:3000"]
+routes:
+  - name: open-origins
+    match: { path: /a }
+    auth: j
+    websocket: {}
+  - name: mixed
+    match: { path: /b }
+    auth: j
+    websocket: { origins: ["https://app.example.com"], allow_missing_origin: true }
+  - name: dev
+    match: { path: /c }
+    auth: none
+    websocket: { origins: dev }
+"#,
+    )
+    .unwrap();
+    let out = gatehouse(&["check", "-c", policy.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "routes[0].websocket: warning: no websocket.origins, and the provider accepts cookie tokens",
+        "routes[1].websocket.origins: warning: allows https:// pages, but every listener is plain ws://",
+        "routes[1].websocket.allow_missing_origin: warning: on a socket that accepts cookie tokens",
+        "origins.dev: warning: names the loopback host as localhost only",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in\n{stderr}");
+    }
+}

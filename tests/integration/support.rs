@@ -151,8 +151,22 @@ impl Proxy {
 
     /// [`Proxy::start`] with `threads` worker threads.
     pub fn start_with_threads(template: &str, upstream: SocketAddr, threads: usize) -> Proxy {
-        let dir = tempfile::tempdir().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_full(template, upstream, threads, listen)
+    }
+
+    /// [`Proxy::start`] on a listen address chosen beforehand (a page must name it).
+    pub fn start_listening(template: &str, upstream: SocketAddr, listen: SocketAddr) -> Proxy {
+        Self::start_full(template, upstream, 1, listen)
+    }
+
+    fn start_full(
+        template: &str,
+        upstream: SocketAddr,
+        threads: usize,
+        listen: SocketAddr,
+    ) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let policy = dir.path().join("proxy.yaml");
         std::fs::write(&policy, render(template, listen, admin, upstream)).unwrap();
