@@ -55,6 +55,7 @@ fn main() {
             now,
             version: http::Version::HTTP_11,
             tls: false,
+            assumed_identity: None,
         };
         for _ in 0..1_000 {
             black_box(decide(&policy, black_box(&facts), false));

@@ -8,7 +8,7 @@
 //!   the restart window, the reload re-check times, and Gatehouse's RSS at start, middle, end.
 //! - `slowloris [CONNS]`: p50/p99 of normal requests before and while CONNS clients send their
 //!   request heads one byte at a time.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes, missing_docs)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -138,7 +138,11 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, Duration)> {
     let t = Instant::now();
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let status = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
@@ -253,7 +257,10 @@ async fn soak(sockets: usize, seconds: u64) {
             v["micros"].as_u64()
         })
         .collect();
-    println!("ran {seconds}s: {} requests ok, {generation} reloads, upstream restarted once", ok.load(Ordering::Relaxed));
+    println!(
+        "ran {seconds}s: {} requests ok, {generation} reloads, upstream restarted once",
+        ok.load(Ordering::Relaxed)
+    );
     println!(
         "5xx / failed requests: {} outside the restart window, {} inside it",
         s5_out.load(Ordering::Relaxed),
@@ -264,7 +271,9 @@ async fn soak(sockets: usize, seconds: u64) {
         dropped_out.load(Ordering::Relaxed),
         dropped_in.load(Ordering::Relaxed)
     );
-    println!("RSS KiB: start {rss_start}, sockets open {rss_open}, middle {rss_mid}, end {rss_end}");
+    println!(
+        "RSS KiB: start {rss_start}, sockets open {rss_open}, middle {rss_mid}, end {rss_end}"
+    );
     if !rechecks.is_empty() {
         let max = rechecks.iter().max().copied().unwrap_or(0);
         println!(
@@ -275,8 +284,10 @@ async fn soak(sockets: usize, seconds: u64) {
         );
     }
     let _ = up.kill();
+    let _ = up.wait();
     let mut child = gh.child;
     let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn slowloris(conns: usize) {
@@ -320,12 +331,17 @@ fn slowloris(conns: usize) {
         let _ = t.join();
     }
     let _ = up.kill();
+    let _ = up.wait();
     let mut child = gh.child;
     let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let n = |i: usize, d: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(d);
     assert!(
         Path::new(&root().join("target/release/gatehouse")).exists(),
@@ -341,6 +357,8 @@ fn main() {
                 .unwrap();
             rt.block_on(soak(n(1, 2000), n(2, 60) as u64));
         }
-        Some(other) => eprintln!("unknown mode {other}: soak [SOCKETS] [SECONDS] | slowloris [CONNS]"),
+        Some(other) => {
+            eprintln!("unknown mode {other}: soak [SOCKETS] [SECONDS] | slowloris [CONNS]")
+        }
     }
 }

@@ -7,9 +7,15 @@ use crate::policy::auth::AuthKind;
 use crate::policy::model::{PathMatch, RouteAuth};
 use crate::policy::Policy;
 
-/// Exit 0 with a summary, or 1 with every error.
-pub fn check(path: &Path) -> i32 {
-    match config::load(path) {
+/// Exit 0 with a summary, or 1 with every error. `no_secrets` validates everything but the
+/// JWT secrets (a reviewer's laptop, CI without production secrets).
+pub fn check(path: &Path, no_secrets: bool) -> i32 {
+    let secrets = if no_secrets {
+        config::Secrets::Optional
+    } else {
+        config::Secrets::Required
+    };
+    match config::load_with(path, secrets) {
         Ok(policy) => {
             print!("{}", summary(&policy));
             let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -51,7 +57,12 @@ pub fn summary(p: &Policy) -> String {
     out.push_str(&format!("  upstream  {}\n", p.upstream.addr));
     for prov in &p.providers {
         let kind = match &prov.kind {
-            AuthKind::Jwt(j) => format!("jwt {:?}", j.algorithms),
+            AuthKind::Jwt(j) => match &j.keys {
+                crate::policy::auth::jwt::JwtKeys::Unavailable(why) => {
+                    format!("jwt {:?}, secret not loaded: {why}", j.algorithms)
+                }
+                _ => format!("jwt {:?}", j.algorithms),
+            },
             AuthKind::Basic(b) => format!("basic, {} user(s)", b.user_count()),
         };
         out.push_str(&format!("  auth      {} ({kind})\n", prov.name));

@@ -23,7 +23,9 @@ pub fn explain(
     tls: bool,
     format: OutputFormat,
 ) -> i32 {
-    let policy = match config::load(config_path) {
+    // Secrets are optional: without one, every step before authentication is still
+    // explained, and the step that needs it says it could not be evaluated.
+    let policy = match config::load_with(config_path, config::Secrets::Optional) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -77,6 +79,7 @@ pub fn explain(
         now,
         version: http::Version::HTTP_11,
         tls,
+        assumed_identity: None,
     };
     let decision = decide(&policy, &facts, true);
     match format {
@@ -90,7 +93,12 @@ pub fn explain(
 pub fn to_json(policy: &Policy, d: &Decision) -> serde_json::Value {
     let (decision, reason) = match &d.outcome {
         Outcome::Forward(_) | Outcome::Preflight(_) => ("allow", None),
+        Outcome::Deny(den) if den.undetermined => ("undetermined", None),
         Outcome::Deny(den) => ("deny", Some(den.reason.as_str())),
+    };
+    let status = match &d.outcome {
+        Outcome::Deny(den) if den.undetermined => None,
+        _ => Some(d.status()),
     };
     let route = d
         .route
@@ -98,7 +106,7 @@ pub fn to_json(policy: &Policy, d: &Decision) -> serde_json::Value {
         .map(|r| r.name.clone());
     json!({
         "decision": decision,
-        "status": d.status(),
+        "status": status,
         "reason": reason,
         "route": route,
         "step": d.step(),
@@ -148,6 +156,13 @@ pub fn to_text(policy: &Policy, d: &Decision) -> String {
                     .map(|(n, v)| format!("{n}: {v}"))
                     .collect::<Vec<_>>()
                     .join("; ")
+            ));
+        }
+        Outcome::Deny(den) if den.undetermined => {
+            out.push_str(&format!(
+                "=> UNDETERMINED at {} (route {route}): {}; set the secret to evaluate it\n",
+                den.step,
+                den.cause.as_deref().unwrap_or(&den.message)
             ));
         }
         Outcome::Deny(den) => {

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod explain;
 pub mod hash_password;
+pub mod policy_test;
 pub mod run;
 
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ pub enum Command {
         /// Policy file.
         #[arg(short, long, default_value = "proxy.yaml")]
         config: PathBuf,
+        /// Validate everything but the JWT secrets (for review without production secrets).
+        #[arg(long)]
+        no_secrets: bool,
     },
     /// Evaluate one request against the policy without serving it.
     Explain {
@@ -91,6 +95,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Run policy tests (YAML files of requests and expected decisions); secrets are optional.
+    Test {
+        /// Policy file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Read a password on stdin and print an htpasswd line (or just the hash).
     HashPassword {
         /// User name for the htpasswd line.
@@ -113,7 +126,7 @@ pub fn main(cli: Cli) -> i32 {
             log_format,
             threads,
         } => run::run(config, log_format, threads),
-        Command::Check { config } => check::check(&config),
+        Command::Check { config, no_secrets } => check::check(&config, no_secrets),
         Command::Explain {
             config,
             method,
@@ -123,6 +136,7 @@ pub fn main(cli: Cli) -> i32 {
             tls,
             format,
         } => explain::explain(&config, &method, &path, &ip, &headers, tls, format),
+        Command::Test { config, files } => policy_test::test(&config, &files),
         Command::HashPassword {
             user,
             algorithm,

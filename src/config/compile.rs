@@ -33,6 +33,9 @@ pub struct Compiler<'a> {
     /// Valid but suspicious settings: (key path, message).
     pub warnings: Vec<(String, String)>,
     watched: Vec<PathBuf>,
+    /// Whether a missing JWT secret is an error (`run`) or only leaves its provider unable to
+    /// verify tokens (`check --no-secrets`, `audit`, `test`, `explain` for review).
+    secrets_required: bool,
 }
 
 /// What every route compiles against: the names it may refer to and the defaults.
@@ -74,7 +77,14 @@ impl<'a> Compiler<'a> {
             errors: Vec::new(),
             warnings: Vec::new(),
             watched: Vec::new(),
+            secrets_required: true,
         }
+    }
+
+    /// A compiler that loads the policy without its secrets (for review).
+    pub fn without_secrets(mut self) -> Self {
+        self.secrets_required = false;
+        self
     }
 
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
@@ -659,6 +669,12 @@ impl<'a> Compiler<'a> {
         let (which, secret) = if let Some(env) = &raw.secret_env {
             match (self.env)(&env.0) {
                 Some(v) => ("secret_env", v),
+                None if !self.secrets_required => {
+                    return Some(JwtKeys::Unavailable(format!(
+                        "environment variable {} is not set",
+                        env.0
+                    )));
+                }
                 None => {
                     self.err(
                         format!("{key}.secret_env"),
@@ -668,6 +684,12 @@ impl<'a> Compiler<'a> {
                 }
             }
         } else if let Some(f) = &raw.secret_file {
+            if !self.secrets_required && std::fs::metadata(self.resolve(&f.0)).is_err() {
+                return Some(JwtKeys::Unavailable(format!(
+                    "{} cannot be read",
+                    self.resolve(&f.0).display()
+                )));
+            }
             let mut b = self.read_file(&f.0, &format!("{key}.secret_file"))?;
             if b.last() == Some(&b'\n') {
                 b.pop();

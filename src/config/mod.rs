@@ -17,8 +17,23 @@ use crate::policy::Policy;
 use compile::{Compiler, EnvLookup};
 use locate::Locator;
 
+/// Whether the policy's secrets must be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// `run`: a missing secret is an error.
+    Required,
+    /// Review (`check --no-secrets`, `audit`, `test`, `explain`): a missing JWT secret leaves
+    /// its provider unable to verify tokens, and decisions that need it say so.
+    Optional,
+}
+
 /// Loads and compiles the policy file at `path`, reading secrets from the process environment.
 pub fn load(path: &Path) -> Result<Policy, ConfigErrors> {
+    load_with(path, Secrets::Required)
+}
+
+/// [`load`], choosing whether secrets are required.
+pub fn load_with(path: &Path, secrets: Secrets) -> Result<Policy, ConfigErrors> {
     let env = |name: &str| std::env::var_os(name).map(|v| v.into_encoded_bytes());
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -29,11 +44,21 @@ pub fn load(path: &Path) -> Result<Policy, ConfigErrors> {
             message: format!("cannot read the policy file: {e}"),
         }])
     })?;
-    load_str(&text, path, &env)
+    load_str_with(&text, path, &env, secrets)
 }
 
 /// Compiles policy `text` as if read from `path` (relative files resolve beside it).
 pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Policy, ConfigErrors> {
+    load_str_with(text, path, env, Secrets::Required)
+}
+
+/// [`load_str`], choosing whether secrets are required.
+pub fn load_str_with(
+    text: &str,
+    path: &Path,
+    env: EnvLookup<'_>,
+    secrets: Secrets,
+) -> Result<Policy, ConfigErrors> {
     let file = path.display().to_string();
     let locator = Locator::new(text);
     let at = |path: String, message: String, key: bool| {
@@ -89,6 +114,9 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Policy, C
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut compiler = Compiler::new(base, env);
+    if secrets == Secrets::Optional {
+        compiler = compiler.without_secrets();
+    }
     let policy = compiler.compile(&raw, path);
     errors.extend(compiler.errors.into_iter().map(|(p, m)| at(p, m, false)));
     match policy {

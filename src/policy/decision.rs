@@ -125,6 +125,9 @@ pub struct Denial {
     pub headers: Vec<(HeaderName, String)>,
     /// Precise cause, for the log only.
     pub cause: Option<String>,
+    /// The step could not be evaluated (a policy loaded without its secrets, for review):
+    /// the request is refused, and `explain` / `gatehouse test` say the outcome is unknown.
+    pub undetermined: bool,
 }
 
 impl Denial {
@@ -136,6 +139,7 @@ impl Denial {
             message: message.into(),
             headers: Vec::new(),
             cause: None,
+            undetermined: false,
         }
     }
 

@@ -186,6 +186,7 @@ fn run(policy: &Policy, rows: &[Row]) {
             now: NOW,
             version: r.version,
             tls: r.tls,
+            assumed_identity: None,
         };
         let d = decide(policy, &facts, false);
         let got = match &d.outcome {

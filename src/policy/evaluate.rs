@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use serde_json::Value;
 
 use super::admission::{Admission, Check, Stateless};
-use super::auth::{AuthInput, AuthKind, Identity};
+use super::auth::{AuthFailure, AuthInput, AuthKind, Identity};
 use super::client_ip::{client_ip, in_nets, ClientIp};
 use super::decision::{
     Decision, Denial, Forward, Outcome, Preflight, Reason, ResponseCors, Trail, WebSocketForward,
@@ -576,6 +576,16 @@ impl<'p> Eval<'p, '_, '_> {
             });
             return Ok(None);
         };
+        if let Some(id) = self.facts.assumed_identity {
+            self.trail.record("auth", "pass", || {
+                format!(
+                    "identity given by the test, as if authenticated by auth.{} (subject {:?})",
+                    p.name,
+                    id.subject.as_deref().unwrap_or("-")
+                )
+            });
+            return Ok(Some(id.clone()));
+        }
         // Step 3's brute-force guard: before any hash or signature is computed.
         let guard = self.policy.server.limits.auth_failures_per_ip;
         if let Some(rate) = guard {
@@ -607,6 +617,20 @@ impl<'p> Eval<'p, '_, '_> {
                     )
                 });
                 Ok(Some(id))
+            }
+            Err(AuthFailure::Unavailable { cause }) => {
+                self.trail.record("auth", "not evaluated", || {
+                    format!("auth.{}: {cause}", p.name)
+                });
+                let mut d = self
+                    .deny(
+                        "auth",
+                        Reason::TokenInvalid,
+                        "the token could not be verified",
+                    )
+                    .with_cause(cause);
+                d.undetermined = true;
+                Err(d)
             }
             Err(failure) => {
                 let (reason, message, cause) = failure.classify();
@@ -1095,5 +1119,6 @@ pub fn facts_for<'a>(
         now,
         version: Version::HTTP_11,
         tls: false,
+        assumed_identity: None,
     }
 }

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, Method, Version};
 
+use super::auth::Identity;
+
 /// One request, as the decision sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
@@ -24,6 +26,10 @@ pub struct RequestFacts<'a> {
     pub version: Version,
     /// Whether the client connected over TLS (the request's own scheme is `https`).
     pub tls: bool,
+    /// An identity to assume instead of verifying credentials: "authenticated by the route's
+    /// provider as this". Only `gatehouse test` sets it (policy tests without production
+    /// secrets); the proxy never does.
+    pub assumed_identity: Option<&'a Identity>,
 }
 
 impl RequestFacts<'_> {

@@ -327,6 +327,7 @@ impl ProxyHttp for Gate {
             now: now_secs(),
             version: req.version,
             tls,
+            assumed_identity: None,
         };
         let admission = RuntimeAdmission::new(self.shared.limits.store.clone());
         let (decision, admission) = if VerifyPool::wants(&req.headers) {

@@ -58,6 +58,7 @@ impl OwnedRequest {
             now: self.now,
             version: self.version,
             tls: self.tls,
+            assumed_identity: None,
         }
     }
 }

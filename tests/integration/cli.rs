@@ -366,3 +366,110 @@ routes:
         assert!(stderr.contains(want), "missing {want:?} in\n{stderr}");
     }
 }
+
+#[test]
+fn policy_tests_of_the_shipped_policy_pass_without_secrets() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(bin("gatehouse"))
+        .args(["test", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .arg(root.join("tests/policy/proxy.tests.yaml"))
+        .env_remove("GATEHOUSE_JWT_SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.lines().last().unwrap().ends_with("passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_failing_policy_test_prints_expected_got_and_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let tests = dir.path().join("t.yaml");
+    std::fs::write(
+        &tests,
+        "tests:\n  - name: wrong on purpose\n    request: { method: GET, path: /health }\n    expect: { decision: deny, reason: no_route }\n",
+    )
+    .unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(bin("gatehouse"))
+        .args(["test", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .arg(&tests)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("decision: expected deny, got allow"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| route"), "trail printed: {stdout}");
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn explain_without_the_secret_explains_up_to_authentication() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(bin("gatehouse"))
+        .args(["explain", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .args(["GET", "/swagger/index.html", "--ip", "198.51.100.7"])
+        .env_remove("GATEHOUSE_JWT_SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("=> DENY 403 ip_denied"), "{stdout}");
+    let out = Command::new(bin("gatehouse"))
+        .args(["explain", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .args([
+            "GET",
+            "/api/v1/echo",
+            "-H",
+            "Authorization: Bearer a.b.c",
+            "--format",
+            "json",
+        ])
+        .env_remove("GATEHOUSE_JWT_SECRET")
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["decision"], "undetermined", "{j}");
+    assert_eq!(j["step"], "auth");
+    assert!(j["status"].is_null());
+    let check = Command::new(bin("gatehouse"))
+        .args(["check", "--no-secrets", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .env_remove("GATEHOUSE_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let plain = Command::new(bin("gatehouse"))
+        .args(["check", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .env_remove("GATEHOUSE_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(
+        plain.status.code(),
+        Some(1),
+        "without --no-secrets the secret is required"
+    );
+}

@@ -43,6 +43,9 @@ pub enum JwtKeys {
     Single(DecodingKey),
     /// A JWKS: keys selected by the token's `kid`.
     Set(Vec<JwkEntry>),
+    /// The secret was not loaded (`check --no-secrets`, `audit`, `explain` without it): a
+    /// token cannot be verified, and the decision says so instead of guessing.
+    Unavailable(String),
 }
 
 /// One key of a JWKS.
@@ -61,6 +64,7 @@ impl std::fmt::Debug for JwtKeys {
         match self {
             JwtKeys::Single(_) => f.write_str("Single(<key>)"),
             JwtKeys::Set(s) => write!(f, "Set({} keys)", s.len()),
+            JwtKeys::Unavailable(why) => write!(f, "Unavailable({why})"),
         }
     }
 }
@@ -152,6 +156,11 @@ impl JwtProvider {
                 }
             };
             let Some(token) = token else { continue };
+            if let JwtKeys::Unavailable(why) = &self.keys {
+                return Err(AuthFailure::Unavailable {
+                    cause: format!("cannot verify the token ({}): {why}", source.label()),
+                });
+            }
             let (claims, exp) = self.verify_timed(&token, input.now).map_err(|cause| {
                 AuthFailure::TokenInvalid {
                     cause: format!("{} ({})", cause, source.label()),
@@ -201,6 +210,7 @@ impl JwtProvider {
             ));
         }
         let key = match &self.keys {
+            JwtKeys::Unavailable(why) => return Err(format!("secret not loaded: {why}")),
             JwtKeys::Single(k) => k,
             JwtKeys::Set(set) => {
                 let kid = header

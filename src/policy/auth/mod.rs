@@ -79,6 +79,12 @@ pub enum AuthFailure {
         /// Precise cause (unknown user, wrong password, malformed header).
         cause: String,
     },
+    /// A token was presented but the provider's secret was not loaded (a policy loaded for
+    /// review without secrets): the outcome cannot be known.
+    Unavailable {
+        /// Which secret is missing.
+        cause: String,
+    },
 }
 
 impl AuthFailure {
@@ -95,6 +101,11 @@ impl AuthFailure {
             AuthFailure::CredentialsInvalid { cause } => (
                 Reason::CredentialsInvalid,
                 "the credentials were rejected",
+                cause,
+            ),
+            AuthFailure::Unavailable { cause } => (
+                Reason::TokenInvalid,
+                "the token could not be verified",
                 cause,
             ),
         }
