@@ -8,7 +8,12 @@
 //!   the restart window, the reload re-check times, and Gatehouse's RSS at start, middle, end.
 //! - `slowloris [CONNS]`: p50/p99 of normal requests before and while CONNS clients send their
 //!   request heads one byte at a time.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::zombie_processes, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::zombie_processes,
+    missing_docs
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,9 @@
 //! The `gatehouse` command line: `run`, `check`, `explain`, `hash-password`. Each command
 //! reports errors with context and returns an exit code a script can use:
-//! 0 success, 1 invalid policy (or denied input), 2 usage or I/O errors, 3 start failure.
+//! 0 success, 1 invalid policy (or a failed policy test), 2 usage or I/O errors, 3 start
+//! failure, 4 an `audit` finding at or above `--fail-on`.
 
+pub mod audit;
 pub mod check;
 pub mod explain;
 pub mod hash_password;
@@ -95,6 +97,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
+    /// Risky settings that are valid: findings with id, severity, key path, line and fix.
+    Audit {
+        /// Policy file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = audit::AuditFormat::Text)]
+        format: audit::AuditFormat,
+        /// Exit 4 when a finding is at or above this severity.
+        #[arg(long, value_enum, default_value_t = audit::Severity::High)]
+        fail_on: audit::Severity,
+    },
     /// Run policy tests (YAML files of requests and expected decisions); secrets are optional.
     Test {
         /// Policy file.
@@ -137,6 +151,11 @@ pub fn main(cli: Cli) -> i32 {
             format,
         } => explain::explain(&config, &method, &path, &ip, &headers, tls, format),
         Command::Test { config, files } => policy_test::test(&config, &files),
+        Command::Audit {
+            config,
+            format,
+            fail_on,
+        } => audit::audit(&config, format, fail_on),
         Command::HashPassword {
             user,
             algorithm,

@@ -594,7 +594,7 @@ impl<'a> Compiler<'a> {
             .as_ref()
             .map(|a| a.0.iter().map(|t| t.0.clone()).collect())
             .unwrap_or_default();
-        Some(JwtProvider::new(
+        let mut provider = JwtProvider::new(
             algorithms,
             keys,
             raw.issuer.as_ref().map(|t| t.0.clone()),
@@ -602,7 +602,9 @@ impl<'a> Compiler<'a> {
             leeway.as_secs(),
             token_sources,
             forward_claims,
-        ))
+        );
+        provider.secret_file = raw.secret_file.as_ref().map(|f| self.resolve(&f.0));
+        Some(provider)
     }
 
     /// `algorithms:` — pinned, never `none`, one key type.
@@ -1120,6 +1122,17 @@ impl<'a> Compiler<'a> {
                 Duration::ZERO,
             )
         });
+        for (k, v) in [
+            ("max_per_ip", w.max_per_ip),
+            ("max_per_subject", w.max_per_subject),
+        ] {
+            if v == Some(0) {
+                self.err(
+                    format!("{wk}.{k}"),
+                    "must be at least 1 (0 would refuse every upgrade)",
+                );
+            }
+        }
         WebSocketSettings {
             origins,
             max_per_ip: w.max_per_ip,

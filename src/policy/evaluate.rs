@@ -19,7 +19,7 @@ use super::decision::{
     Decision, Denial, Forward, Outcome, Preflight, Reason, ResponseCors, Trail, WebSocketForward,
 };
 use super::facts::RequestFacts;
-use super::model::{AccessRule, Cors, Policy, Route, RouteAuth};
+use super::model::{AccessRule, Cors, Policy, Rate, Route, RouteAuth};
 use super::origin::Origin;
 use super::path::{normalize_target, NormalizedTarget};
 
@@ -687,7 +687,21 @@ impl<'p> Eval<'p, '_, '_> {
             return Ok(());
         };
         let check = self.adm.rate_limit(route, rl, ip, subject);
-        self.stateful("rate_limit", check, || rl.key.clone())
+        self.stateful("rate_limit", check, || {
+            let rate = |r: Option<Rate>| {
+                r.map_or("-".to_string(), |r| {
+                    format!("{}/{}s", r.count, r.period.as_secs())
+                })
+            };
+            format!(
+                "{}: per_ip {}, per_subject {}, burst {}{}",
+                rl.key,
+                rate(rl.per_ip),
+                rate(rl.per_subject),
+                rl.burst,
+                if rl.shadow { " (shadow)" } else { "" }
+            )
+        })
     }
 
     /// 12. WebSocket caps per IP and per subject.
@@ -706,7 +720,13 @@ impl<'p> Eval<'p, '_, '_> {
         }
         let check = self.adm.websocket(route, ws, ip, subject);
         self.stateful("websocket_limits", check, || {
-            format!("{}.websocket max_per_ip / max_per_subject", route.key())
+            let n = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+            format!(
+                "{}.websocket: max_per_ip {}, max_per_subject {}",
+                route.key(),
+                n(ws.max_per_ip),
+                n(ws.max_per_subject)
+            )
         })
     }
 

@@ -25,7 +25,7 @@ use super::respond;
 use super::websocket;
 use crate::policy::client_ip::{canonical, in_nets};
 use crate::policy::{
-    decide_with, Forward, Outcome, Policy, Reason, RequestFacts, WebSocketForward,
+    decide_with, Forward, Outcome, Policy, Reason, RequestFacts, ResponseCors, WebSocketForward,
 };
 use crate::runtime::limits::{QueueError, QueuePermit, RuntimeAdmission, SlotGuard};
 use crate::runtime::metrics::GaugeGuard;
@@ -199,10 +199,15 @@ impl Gate {
         // Once upgraded the relay's own idle timeout (websocket_idle) replaces the HTTP ones.
         session.set_read_timeout(None);
         session.set_write_timeout(Some(ws.idle_timeout));
+        let cors = match &ctx.state {
+            State::Forwarding { fwd, .. } => fwd.cors.clone(),
+            _ => ResponseCors::Strip,
+        };
         let end = websocket::relay(
             session,
             up,
             resp,
+            &cors,
             rest,
             &ctx.request_id,
             ws.idle_timeout,
@@ -407,7 +412,10 @@ impl ProxyHttp for Gate {
                             (Reason::QueueTimeout, "waited too long for the upstream")
                         }
                     };
-                    let retry = c.queue_timeout.as_secs().max(1).to_string();
+                    let t = c.queue_timeout;
+                    let retry = (t.as_secs() + u64::from(t.subsec_nanos() > 0))
+                        .max(1)
+                        .to_string();
                     let extra = [(http::header::RETRY_AFTER, retry)];
                     self.deny(session, ctx, reason, message, &extra, None).await;
                     return Ok(true);

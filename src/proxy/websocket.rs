@@ -102,11 +102,20 @@ impl Frames {
 
 /// A close frame from the server: code 1008 (policy violation) and a short reason.
 fn close_frame(reason: &str) -> Bytes {
-    let reason = &reason.as_bytes()[..reason.len().min(120)];
+    close_frame_code(1008, reason)
+}
+
+/// A close frame from the server with `code` and a reason of at most 120 bytes.
+fn close_frame_code(code: u16, reason: &str) -> Bytes {
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason.as_bytes()[..end];
     let mut f = Vec::with_capacity(4 + reason.len());
     f.push(0x88);
     f.push((2 + reason.len()) as u8);
-    f.extend_from_slice(&1008u16.to_be_bytes());
+    f.extend_from_slice(&code.to_be_bytes());
     f.extend_from_slice(reason);
     Bytes::from(f)
 }
@@ -208,13 +217,14 @@ pub async fn relay(
     session: &mut Session,
     mut up: TcpStream,
     mut resp: ResponseHeader,
+    cors: &ResponseCors,
     rest: Vec<u8>,
     request_id: &str,
     idle: Duration,
     close_at: Option<u64>,
     registration: Option<Registration>,
 ) -> Result<End> {
-    super::respond::apply_cors(&mut resp, &ResponseCors::Strip)?;
+    super::respond::apply_cors(&mut resp, cors)?;
     resp.insert_header("x-request-id", request_id)?;
     let status = resp.status.as_u16();
     if status != 101 {
@@ -295,7 +305,15 @@ pub async fn relay(
                 // The upstream stalled mid-frame: close without a close frame.
                 break End::Policy(closing.map(|c| c.0).unwrap_or_default());
             }
-            _ = idle_deadline => break End::Idle,
+            _ = idle_deadline => {
+                // Going away (1001), if no frame from the upstream is half sent.
+                if frames.at_boundary() {
+                    let _ = session
+                        .write_response_body(Some(close_frame_code(1001, "idle timeout")), false)
+                        .await;
+                }
+                break End::Idle;
+            }
             from_client = session.read_request_body() => match from_client {
                 Ok(Some(b)) if closing.is_none() => {
                     if up.write_all(&b).await.is_err() {

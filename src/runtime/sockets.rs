@@ -21,7 +21,7 @@ pub type CloseReason = Option<String>;
 struct Entry {
     request: OwnedRequest,
     route: String,
-    close: watch::Sender<CloseReason>,
+    close: Arc<watch::Sender<CloseReason>>,
 }
 
 /// Every open WebSocket.
@@ -69,7 +69,7 @@ impl OpenSockets {
                 Entry {
                     request,
                     route: route.to_string(),
-                    close: tx,
+                    close: Arc::new(tx),
                 },
             );
         }
@@ -96,19 +96,26 @@ impl OpenSockets {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let Ok(mut m) = self.map.lock() else {
-            return Recheck::default();
-        };
+        // Decide outside the lock: a basic-auth socket's check verifies a password hash, and
+        // sockets opening or closing meanwhile must not wait for it.
+        let snapshot: Vec<(OwnedRequest, String, Arc<watch::Sender<CloseReason>>)> =
+            match self.map.lock() {
+                Ok(m) => m
+                    .values()
+                    .map(|e| (e.request.clone(), e.route.clone(), e.close.clone()))
+                    .collect(),
+                Err(_) => return Recheck::default(),
+            };
         let mut report = Recheck::default();
-        for entry in m.values_mut() {
+        for (mut request, route, close) in snapshot {
             report.checked += 1;
-            entry.request.now = now;
-            let d = decide(policy, &entry.request.facts(), false);
+            request.now = now;
+            let d = decide(policy, &request.facts(), false);
             let why = match &d.outcome {
                 Outcome::Forward(_)
                     if d.route
                         .and_then(|i| policy.routes.get(i))
-                        .is_some_and(|r| r.name == entry.route) =>
+                        .is_some_and(|r| r.name == route) =>
                 {
                     None
                 }
@@ -116,7 +123,7 @@ impl OpenSockets {
                 Outcome::Deny(den) => Some(format!("policy changed: {}", den.reason)),
             };
             if let Some(reason) = why {
-                let _ = entry.close.send(Some(reason));
+                let _ = close.send(Some(reason));
                 report.closed += 1;
             }
         }

@@ -16,6 +16,7 @@ use super::limits::RuntimeAdmission;
 use crate::policy::{decide_with, Decision, Policy, RequestFacts};
 
 /// The request parts a decision reads, owned so the decision can move to another thread.
+#[derive(Clone)]
 pub struct OwnedRequest {
     /// TCP peer.
     pub peer: IpAddr,

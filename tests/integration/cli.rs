@@ -473,3 +473,131 @@ fn explain_without_the_secret_explains_up_to_authentication() {
         "without --no-secrets the secret is required"
     );
 }
+
+const RISKY: &str = r#"version: 1
+server:
+  listen: [{ addr: "0.0.0.0:1" }]
+  admin: "0.0.0.0:2"
+  client_ip: { trusted_proxies: ["0.0.0.0/0"] }
+  paths: { allow_semicolon: true }
+  headers: { allow_underscores: true }
+upstream: { addr: "127.0.0.1:9" }
+auth:
+  j:
+    jwt: { algorithms: [HS256], secret_file: secret.key, leeway: 60s, token_sources: [header, "cookie:t"] }
+  ops:
+    basic: { htpasswd: ops.htpasswd }
+routes:
+  - name: open
+    match: { prefix: /admin/ }
+    auth: none
+  - name: raw
+    match: { prefix: /raw/ }
+    auth: j
+    cors: upstream
+  - name: any
+    match: { prefix: /any/ }
+    auth: none
+    cors: { origins: ["*"] }
+  - name: ws
+    match: { path: /ws }
+    auth: j
+    websocket: { allow_missing_origin: true }
+  - name: ops
+    match: { prefix: /ops/ }
+    auth: ops
+"#;
+
+#[test]
+fn audit_finds_risky_settings_in_text_json_and_sarif() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("ops.htpasswd"),
+        dir.path().join("ops.htpasswd"),
+    )
+    .unwrap();
+    let secret = dir.path().join("secret.key");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let policy = dir.path().join("risky.yaml");
+    std::fs::write(&policy, RISKY).unwrap();
+    let p = policy.to_str().unwrap();
+    let out = gatehouse(&["audit", "-c", p, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(4), "high findings fail the run");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    for want in [
+        "GH001", "GH002", "GH003", "GH004", "GH005", "GH006", "GH007", "GH008", "GH009", "GH010",
+        "GH011", "GH012", "GH013", "GH014", "GH015", "GH016", "GH017",
+    ] {
+        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+    }
+    let admin = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "GH002")
+        .unwrap();
+    for field in [
+        "severity", "key", "file", "line", "column", "message", "fix",
+    ] {
+        assert!(!admin[field].is_null(), "{field}: {admin}");
+    }
+    assert_eq!(admin["key"], "server.admin");
+    assert_eq!(admin["line"], 4);
+    assert_eq!(admin["severity"], "high");
+
+    let out = gatehouse(&["audit", "-c", p, "--format", "sarif"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["version"], "2.1.0");
+    let results = s["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), ids.len());
+    assert!(results[0]["locations"][0]["physicalLocation"]["region"]["startLine"].is_u64());
+    assert!(
+        s["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 17
+    );
+
+    // --fail-on decides the exit code; a comment beside the key explains a finding.
+    let out = gatehouse(&["audit", "-c", p, "--fail-on", "high"]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("GH002") && text.contains("fix:"), "{text}");
+}
+
+#[test]
+fn the_shipped_policy_and_examples_have_no_unexplained_high_findings() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("proxy.yaml")];
+    for e in std::fs::read_dir(root.join("examples")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            files.push(p);
+        }
+    }
+    for f in files {
+        let out = Command::new(bin("gatehouse"))
+            .args(["audit", "--fail-on", "low", "-c"])
+            .arg(&f)
+            .env_remove("GATEHOUSE_JWT_SECRET")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

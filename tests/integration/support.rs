@@ -312,7 +312,7 @@ pub fn try_request(
 pub fn shipped_policy() -> String {
     std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proxy.yaml"))
         .unwrap()
-        .replace("0.0.0.0:8080", "{{LISTEN}}")
+        .replace("127.0.0.1:8080", "{{LISTEN}}")
         .replace("127.0.0.1:9901", "{{ADMIN}}")
         .replace("127.0.0.1:9000", "{{UPSTREAM}}")
 }

@@ -155,6 +155,13 @@ impl BasicProvider {
         self.users.len()
     }
 
+    /// The algorithm and cost of each entry (`audit`), sorted.
+    pub fn cost_labels(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.users.values().map(StoredHash::cost_label).collect();
+        v.sort();
+        v
+    }
+
     pub(super) fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthFailure> {
         let Some(encoded) = authorization(headers, "Basic") else {
             let cause = if authorization(headers, "Bearer").is_some() {

@@ -86,6 +86,8 @@ pub struct JwtProvider {
     pub sources: Vec<TokenSource>,
     /// `forward_claims`: claim → header.
     pub forward_claims: Vec<(String, HeaderName)>,
+    /// `secret_file`, resolved (`audit` checks who may read it).
+    pub secret_file: Option<std::path::PathBuf>,
     validation: Validation,
 }
 
@@ -118,6 +120,7 @@ impl JwtProvider {
             leeway,
             sources,
             forward_claims,
+            secret_file: None,
             validation,
         }
     }
