@@ -406,10 +406,25 @@ pub fn audit(path: &Path, format: AuditFormat, fail_on: Severity) -> i32 {
             return 1;
         }
     };
+    let list = located(&policy, path);
+    match format {
+        AuditFormat::Text => print!("{}", render_text(&list)),
+        AuditFormat::Json => println!("{}", json!({ "findings": list })),
+        AuditFormat::Sarif => println!("{}", sarif(&list)),
+    }
+    if list.iter().any(|f| f.severity >= fail_on && !f.explained) {
+        4
+    } else {
+        0
+    }
+}
+
+/// Every finding on `policy`, located in the file at `path`, most severe first.
+pub fn located(policy: &Policy, path: &Path) -> Vec<Finding> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let locator = config::locate::Locator::new(&text);
     let file = path.display().to_string();
-    let mut list: Vec<Finding> = findings(&policy)
+    let mut list: Vec<Finding> = findings(policy)
         .into_iter()
         .map(|(id, key, message, fix)| {
             let (line, column) = locator.key(&key);
@@ -432,16 +447,7 @@ pub fn audit(path: &Path, format: AuditFormat, fail_on: Severity) -> i32 {
         })
         .collect();
     list.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
-    match format {
-        AuditFormat::Text => print!("{}", render_text(&list)),
-        AuditFormat::Json => println!("{}", json!({ "findings": list })),
-        AuditFormat::Sarif => println!("{}", sarif(&list)),
-    }
-    if list.iter().any(|f| f.severity >= fail_on && !f.explained) {
-        4
-    } else {
-        0
-    }
+    list
 }
 
 fn render_text(list: &[Finding]) -> String {

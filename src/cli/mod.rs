@@ -5,9 +5,11 @@
 
 pub mod audit;
 pub mod check;
+pub mod dump;
 pub mod explain;
 pub mod hash_password;
 pub mod policy_test;
+pub mod report;
 pub mod run;
 
 use std::path::PathBuf;
@@ -37,6 +39,15 @@ pub enum LogFormat {
 pub enum OutputFormat {
     /// A table.
     Text,
+    /// JSON.
+    Json,
+}
+
+/// Output format of `dump`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// The policy format (YAML).
+    Yaml,
     /// JSON.
     Json,
 }
@@ -109,6 +120,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = audit::Severity::High)]
         fail_on: audit::Severity,
     },
+    /// Print the JSON Schema (draft 2020-12) of the policy file (also docs/policy.schema.json).
+    Schema,
+    /// Print the effective policy: every default resolved, every inherited value written out.
+    Dump {
+        /// Policy file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DumpFormat::Yaml)]
+        format: DumpFormat,
+    },
+    /// Write one self-contained HTML page for auditors: routes × controls, lists, findings.
+    Report {
+        /// Policy file.
+        #[arg(short, long, default_value = "proxy.yaml")]
+        config: PathBuf,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Run policy tests (YAML files of requests and expected decisions); secrets are optional.
     Test {
         /// Policy file.
@@ -151,6 +182,18 @@ pub fn main(cli: Cli) -> i32 {
             format,
         } => explain::explain(&config, &method, &path, &ip, &headers, tls, format),
         Command::Test { config, files } => policy_test::test(&config, &files),
+        Command::Report { config, output } => report::report(&config, &output),
+        Command::Dump { config, format } => dump::dump(&config, format == DumpFormat::Json),
+        Command::Schema => match serde_json::to_string_pretty(&crate::config::raw::schema()) {
+            Ok(s) => {
+                println!("{s}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
         Command::Audit {
             config,
             format,

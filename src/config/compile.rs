@@ -15,7 +15,7 @@ use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey};
 use super::raw::*;
 use super::values::{parse_cidr, parse_duration, parse_rate, parse_size};
 use crate::policy::auth::basic::StoredHash;
-use crate::policy::auth::jwt::{JwkEntry, JwtKeys};
+use crate::policy::auth::jwt::{JwkEntry, JwtKeys, KeySource};
 use crate::policy::auth::{AuthKind, AuthProvider, BasicProvider, JwtProvider, TokenSource};
 use crate::policy::model::*;
 use crate::policy::origin::{OriginList, OriginPattern};
@@ -604,6 +604,17 @@ impl<'a> Compiler<'a> {
             forward_claims,
         );
         provider.secret_file = raw.secret_file.as_ref().map(|f| self.resolve(&f.0));
+        provider.key_source = if let Some(e) = &raw.secret_env {
+            KeySource::Env(e.0.clone())
+        } else if let Some(f) = &raw.secret_file {
+            KeySource::SecretFile(self.resolve(&f.0))
+        } else if let Some(f) = &raw.jwks_file {
+            KeySource::Jwks(self.resolve(&f.0))
+        } else if let Some(f) = &raw.public_key_file {
+            KeySource::PublicKey(self.resolve(&f.0))
+        } else {
+            KeySource::Env(String::new())
+        };
         Some(provider)
     }
 
@@ -900,7 +911,9 @@ impl<'a> Compiler<'a> {
             .realm
             .as_ref()
             .map_or_else(|| "gatehouse".to_string(), |r| r.0.clone());
-        Some(BasicProvider::new(realm, users))
+        let mut provider = BasicProvider::new(realm, users);
+        provider.htpasswd = self.resolve(&raw.htpasswd.0);
+        Some(provider)
     }
 
     fn route(

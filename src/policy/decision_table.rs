@@ -229,7 +229,52 @@ fn leak(s: &str) -> &'static str {
 
 #[test]
 fn base_policy_table() {
-    let p = policy(BASE);
+    run(&policy(BASE), &base_rows());
+}
+
+#[test]
+fn the_effective_policy_dump_decides_like_the_original() {
+    for yaml in [BASE, LIMITED] {
+        let original = policy(yaml);
+        let dumped = serde_yaml::to_string(&crate::cli::dump::effective(&original)).unwrap();
+        let again = policy(&dumped);
+        // Same verdicts, row by row (the rows' expectations hold for the original).
+        for r in base_rows() {
+            let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+            let mut headers = HeaderMap::new();
+            for (n, v) in &r.headers {
+                headers.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+            let facts = RequestFacts {
+                peer: r.peer.parse().unwrap(),
+                method: &method,
+                target: &r.target,
+                headers: &headers,
+                head_bytes: RequestFacts::measure_head(&method, &r.target, &headers),
+                now: NOW,
+                version: r.version,
+                tls: r.tls,
+                assumed_identity: None,
+            };
+            let a = decide(&original, &facts, false);
+            let b = decide(&again, &facts, false);
+            assert_eq!(
+                (a.status(), a.reason(), a.step(), a.route),
+                (b.status(), b.reason(), b.step(), b.route),
+                "{}: the dump decides differently\n{dumped}",
+                r.name
+            );
+        }
+        // And the dump of the dump is the same text: every default was already written out.
+        let twice = serde_yaml::to_string(&crate::cli::dump::effective(&again)).unwrap();
+        assert_eq!(dumped, twice);
+    }
+}
+
+fn base_rows() -> Vec<Row> {
     let admin = good("admin");
     let tester = good("tester");
     let expired = token(json!({"sub": "a", "iss": "https://auth.test", "aud": "api", "exp": NOW}));
@@ -599,7 +644,7 @@ fn base_policy_table() {
         .bearer(&tester),
     ];
     rows.extend(many);
-    run(&p, &rows);
+    rows
 }
 
 #[test]

@@ -122,6 +122,42 @@ fn valid_host(host: &str) -> bool {
         })
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let default = matches!(
+            (self.scheme.as_str(), self.port),
+            ("http", 80) | ("https", 443)
+        );
+        if default {
+            write!(f, "{}://{}", self.scheme, self.host)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for OriginPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OriginPattern::Any => f.write_str("*"),
+            OriginPattern::Null => f.write_str("null"),
+            OriginPattern::Exact(o) => write!(f, "{o}"),
+            OriginPattern::Wildcard {
+                scheme,
+                suffix,
+                port,
+            } => {
+                let default = matches!((scheme.as_str(), *port), ("http", 80) | ("https", 443));
+                if default {
+                    write!(f, "{scheme}://*.{suffix}")
+                } else {
+                    write!(f, "{scheme}://*.{suffix}:{port}")
+                }
+            }
+        }
+    }
+}
+
 /// One entry of an origin list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginPattern {

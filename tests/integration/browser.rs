@@ -284,3 +284,80 @@ async fn an_allowed_page_works_and_a_foreign_page_is_blocked_in_chromium() {
     );
     drop(browser.proc);
 }
+
+#[test]
+fn the_audit_report_renders_in_chromium_with_scripts_off() {
+    if std::env::var_os("GATEHOUSE_SKIP_BROWSER").is_some() {
+        eprintln!("SKIPPED: GATEHOUSE_SKIP_BROWSER is set; the report test did not run");
+        return;
+    }
+    let exe = std::env::var("GATEHOUSE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let out = Command::new(bin("gatehouse"))
+        .args(["report", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .arg("-o")
+        .arg(&html)
+        .env_remove("GATEHOUSE_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("<script"), "no scripts");
+    assert!(
+        !page.contains("<link") && !page.contains(" src="),
+        "no external assets"
+    );
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-javascript",
+    ];
+    let profile = tempfile::tempdir().unwrap();
+    let dom = Command::new(&exe)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("{exe}: {e}"));
+    let text = String::from_utf8_lossy(&dom.stdout);
+    for want in [
+        "Gatehouse policy report",
+        "Routes × controls",
+        "transcribe",
+        "logs-ws",
+        "origins.web-app",
+        "GH009",
+        "per_ip 10/1m",
+    ] {
+        assert!(text.contains(want), "{want:?} not on the rendered page");
+    }
+    let shot = dir.path().join("report.png");
+    let status = Command::new(&exe)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--hide-scrollbars", "--window-size=1600,1800"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.len() > 10_000 && png.starts_with(b"\x89PNG"),
+        "a screenshot was taken"
+    );
+}

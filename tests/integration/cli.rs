@@ -601,3 +601,80 @@ fn the_shipped_policy_and_examples_have_no_unexplained_high_findings() {
         );
     }
 }
+
+#[test]
+fn dump_of_the_shipped_policy_is_accepted_and_explains_alike() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(bin("gatehouse"))
+        .args(["dump", "-c"])
+        .arg(root.join("proxy.yaml"))
+        .env_remove("GATEHOUSE_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("secret_env: GATEHOUSE_JWT_SECRET"), "{text}");
+    assert!(!text.contains(SECRET));
+    let dir = tempfile::tempdir().unwrap();
+    let dumped = dir.path().join("effective.yaml");
+    std::fs::write(&dumped, &text).unwrap();
+    let check = gatehouse(&["check", "-c", dumped.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let token = hs256(&claims("alice", "tester"));
+    let auth = format!("Authorization: Bearer {token}");
+    for args in [
+        vec!["GET", "/health"],
+        vec!["POST", "/api/transcribe", "-H", "Content-Length: 99999999"],
+        vec!["GET", "/api/v1/echo", "-H", "Origin: https://evil.test"],
+        vec!["GET", "/swagger/index.html", "--ip", "198.51.100.7"],
+        vec![
+            "OPTIONS",
+            "/api/v1/x",
+            "-H",
+            "Origin: http://127.0.0.1:3000",
+            "-H",
+            "Access-Control-Request-Method: GET",
+        ],
+        vec![
+            "GET",
+            "/ws",
+            "-H",
+            "Upgrade: websocket",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            auth.as_str(),
+        ],
+    ] {
+        let explain = |file: &std::path::Path| {
+            let out = Command::new(bin("gatehouse"))
+                .args(["explain", "-c"])
+                .arg(file)
+                .args(&args)
+                .args(["--format", "json"])
+                .env("GATEHOUSE_JWT_SECRET", SECRET)
+                .output()
+                .unwrap();
+            let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            (
+                j["decision"].clone(),
+                j["status"].clone(),
+                j["reason"].clone(),
+                j["route"].clone(),
+            )
+        };
+        assert_eq!(
+            explain(&root.join("proxy.yaml")),
+            explain(&dumped),
+            "{args:?}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ mod foundation;
 mod hardening;
 mod limits;
 mod origins;
+mod schema;
 mod support;
 mod websocket_race;
 mod websockets;

@@ -128,6 +128,8 @@ impl StoredHash {
 pub struct BasicProvider {
     /// `realm:`
     pub realm: String,
+    /// The htpasswd file, resolved (`dump`, `report`).
+    pub htpasswd: std::path::PathBuf,
     users: HashMap<String, StoredHash>,
     dummy: StoredHash,
 }
@@ -140,6 +142,7 @@ impl BasicProvider {
             .unwrap_or_else(|| StoredHash::Bcrypt(String::new()).dummy_like());
         BasicProvider {
             realm,
+            htpasswd: std::path::PathBuf::new(),
             users,
             dummy,
         }

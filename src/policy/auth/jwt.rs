@@ -37,6 +37,19 @@ impl TokenSource {
     }
 }
 
+/// Where a provider's key comes from (the policy's key, for `dump`; never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `secret_env: NAME`
+    Env(String),
+    /// `secret_file: PATH`
+    SecretFile(std::path::PathBuf),
+    /// `jwks_file: PATH`
+    Jwks(std::path::PathBuf),
+    /// `public_key_file: PATH`
+    PublicKey(std::path::PathBuf),
+}
+
 /// Verification keys of a provider.
 pub enum JwtKeys {
     /// One key (`secret_env`, `secret_file` or `public_key_file`).
@@ -88,6 +101,8 @@ pub struct JwtProvider {
     pub forward_claims: Vec<(String, HeaderName)>,
     /// `secret_file`, resolved (`audit` checks who may read it).
     pub secret_file: Option<std::path::PathBuf>,
+    /// Where the key comes from, as written (`dump`).
+    pub key_source: KeySource,
     validation: Validation,
 }
 
@@ -121,6 +136,7 @@ impl JwtProvider {
             sources,
             forward_claims,
             secret_file: None,
+            key_source: KeySource::Env(String::new()),
             validation,
         }
     }
