@@ -8,6 +8,9 @@
 //!   the restart window, the reload re-check times, and Gatehouse's RSS at start, middle, end.
 //! - `slowloris [CONNS]`: p50/p99 of normal requests before and while CONNS clients send their
 //!   request heads one byte at a time.
+//! - `upload [MIB]`: streams a MIB-MiB chunked upload through Gatehouse to a route whose
+//!   `max_body` allows it, sampling Gatehouse's RSS as it goes: bodies are streamed, never
+//!   buffered whole, so RSS must not grow with the upload.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -69,6 +72,11 @@ routes:
   - name: health
     match: {{ path: /health }}
     auth: none
+  - name: upload
+    match: {{ prefix: /api/v1/echo/ }}
+    auth: none
+    max_body: 4GiB
+    upstream_timeout: 10m
   - name: voice
     match: {{ path: /ws/voice }}
     auth: none
@@ -342,6 +350,51 @@ fn slowloris(conns: usize) {
     let _ = child.wait();
 }
 
+fn upload(mib: usize) {
+    let up_port = free_port();
+    let mut up = voiceflow(up_port);
+    let gh = gatehouse(up_port);
+    let pid = gh.child.id();
+    let before = rss_kib(pid);
+    let mut s = TcpStream::connect(gh.addr).unwrap();
+    write!(
+        s,
+        "POST /api/v1/echo/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut peak = before;
+    let started = Instant::now();
+    for i in 0..mib {
+        write!(s, "{:x}\r\n", chunk.len()).unwrap();
+        s.write_all(&chunk).unwrap();
+        s.write_all(b"\r\n").unwrap();
+        if i % 64 == 0 {
+            peak = peak.max(rss_kib(pid));
+        }
+    }
+    s.write_all(b"0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let after = rss_kib(pid);
+    let status = answer.get(9..12).unwrap_or("?");
+    let bytes = answer
+        .split("\"body_bytes\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .unwrap_or("?");
+    println!(
+        "{mib} MiB chunked upload in {:.1}s: status {status}, upstream counted {bytes} bytes",
+        started.elapsed().as_secs_f64()
+    );
+    println!("Gatehouse RSS KiB: before {before}, peak while streaming {peak}, after {after}");
+    let _ = up.kill();
+    let _ = up.wait();
+    let mut child = gh.child;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -354,6 +407,7 @@ fn main() {
     );
     match args.first().map(String::as_str) {
         Some("slowloris") => slowloris(n(1, 1000)),
+        Some("upload") => upload(n(1, 1024)),
         Some("soak") | None => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -3,6 +3,7 @@
 # file-descriptor limit, then benches/soak.rs. Loopback only; every run is bounded.
 #   benches/soak.sh soak [SOCKETS=2000] [SECONDS=60]
 #   benches/soak.sh slowloris [CONNS=1000]
+#   benches/soak.sh upload [MIB=1024]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-build-deps.sh

@@ -95,13 +95,16 @@ impl<'a> Compiler<'a> {
         self.warnings.push((path.into(), msg.into()));
     }
 
+    /// A path the policy names, made absolute (relative to the policy file's folder), so the
+    /// compiled policy and `dump` mean the same file wherever they are read from.
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() {
+        let joined = if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.base.join(p)
-        }
+        };
+        std::path::absolute(&joined).unwrap_or(joined)
     }
 
     /// Reads a file the policy names (and watches it); errors name the key path.

@@ -166,44 +166,59 @@ impl Row {
     }
 }
 
+/// Decides `r` under `policy`, asking `adm` at the stateful steps.
+fn decide_row(
+    policy: &Policy,
+    r: &Row,
+    adm: &mut dyn super::admission::Admission,
+    record: bool,
+) -> super::Decision {
+    let method = Method::from_bytes(r.method.as_bytes()).unwrap();
+    let mut headers = HeaderMap::new();
+    for (n, v) in &r.headers {
+        headers.append(
+            HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(v).unwrap(),
+        );
+    }
+    let facts = RequestFacts {
+        peer: r.peer.parse().unwrap(),
+        method: &method,
+        target: &r.target,
+        headers: &headers,
+        head_bytes: RequestFacts::measure_head(&method, &r.target, &headers),
+        now: NOW,
+        version: r.version,
+        tls: r.tls,
+        assumed_identity: None,
+    };
+    super::decide_with(policy, &facts, adm, record)
+}
+
+/// What a decision came to, in the table's terms.
+fn want_of(policy: &Policy, d: &super::Decision) -> Want {
+    match &d.outcome {
+        Outcome::Forward(f) => Fwd(policy
+            .routes
+            .get(f.route)
+            .map(|r| leak(&r.name))
+            .unwrap_or("?")),
+        Outcome::Preflight(p) => Pre(policy
+            .routes
+            .get(p.route)
+            .map(|r| leak(&r.name))
+            .unwrap_or("?")),
+        Outcome::Deny(den) => Deny(den.reason, den.step),
+    }
+}
+
 fn run(policy: &Policy, rows: &[Row]) {
     let mut failures = Vec::new();
     for r in rows {
-        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
-        let mut headers = HeaderMap::new();
-        for (n, v) in &r.headers {
-            headers.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v).unwrap(),
-            );
-        }
-        let facts = RequestFacts {
-            peer: r.peer.parse().unwrap(),
-            method: &method,
-            target: &r.target,
-            headers: &headers,
-            head_bytes: RequestFacts::measure_head(&method, &r.target, &headers),
-            now: NOW,
-            version: r.version,
-            tls: r.tls,
-            assumed_identity: None,
-        };
-        let d = decide(policy, &facts, false);
-        let got = match &d.outcome {
-            Outcome::Forward(f) => Fwd(policy
-                .routes
-                .get(f.route)
-                .map(|r| leak(&r.name))
-                .unwrap_or("?")),
-            Outcome::Preflight(p) => Pre(policy
-                .routes
-                .get(p.route)
-                .map(|r| leak(&r.name))
-                .unwrap_or("?")),
-            Outcome::Deny(den) => Deny(den.reason, den.step),
-        };
+        let d = decide_row(policy, r, &mut super::admission::Stateless, false);
+        let got = want_of(policy, &d);
         // The recorded trail must reach the same verdict as the hot path.
-        let traced = decide(policy, &facts, true);
+        let traced = decide_row(policy, r, &mut super::admission::Stateless, true);
         if got != r.want || traced.outcome != d.outcome {
             failures.push(format!(
                 "{}: want {:?}, got {:?}; trail:\n  {}",
@@ -240,27 +255,8 @@ fn the_effective_policy_dump_decides_like_the_original() {
         let again = policy(&dumped);
         // Same verdicts, row by row (the rows' expectations hold for the original).
         for r in base_rows() {
-            let method = Method::from_bytes(r.method.as_bytes()).unwrap();
-            let mut headers = HeaderMap::new();
-            for (n, v) in &r.headers {
-                headers.append(
-                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                    HeaderValue::from_bytes(v).unwrap(),
-                );
-            }
-            let facts = RequestFacts {
-                peer: r.peer.parse().unwrap(),
-                method: &method,
-                target: &r.target,
-                headers: &headers,
-                head_bytes: RequestFacts::measure_head(&method, &r.target, &headers),
-                now: NOW,
-                version: r.version,
-                tls: r.tls,
-                assumed_identity: None,
-            };
-            let a = decide(&original, &facts, false);
-            let b = decide(&again, &facts, false);
+            let a = decide_row(&original, &r, &mut super::admission::Stateless, false);
+            let b = decide_row(&again, &r, &mut super::admission::Stateless, false);
             assert_eq!(
                 (a.status(), a.reason(), a.step(), a.route),
                 (b.status(), b.reason(), b.step(), b.route),
@@ -857,26 +853,11 @@ fn stateful_steps_are_asked_in_policy_order() {
         ),
     ];
     for (r, refuse, want, asked) in cases {
-        let method = Method::from_bytes(r.method.as_bytes()).unwrap();
-        let mut headers = HeaderMap::new();
-        for (n, v) in &r.headers {
-            headers.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v).unwrap(),
-            );
-        }
-        let facts =
-            super::evaluate::facts_for(r.peer.parse().unwrap(), &method, &r.target, &headers, NOW);
         let mut adm = Scripted {
             refuse,
             ..Scripted::default()
         };
-        let d = super::decide_with(&p, &facts, &mut adm, false);
-        let got = match &d.outcome {
-            Outcome::Forward(f) => Fwd(leak(&p.routes[f.route].name)),
-            Outcome::Preflight(pf) => Pre(leak(&p.routes[pf.route].name)),
-            Outcome::Deny(den) => Deny(den.reason, den.step),
-        };
+        let got = want_of(&p, &decide_row(&p, &r, &mut adm, false));
         assert_eq!(got, want, "{}", r.name);
         assert_eq!(adm.asked, asked, "{}", r.name);
     }

@@ -50,6 +50,18 @@ routes:
     websocket: { origins: web }
 "#;
 
+/// Headless Chromium on a closed network: no background traffic, no sandbox (root in CI).
+const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 const PAGE: &str = r#"<!doctype html><html><body><script>
 window.run = async () => {
   const out = {};
@@ -108,17 +120,8 @@ impl Browser {
     async fn launch(exe: &str) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(exe)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-port=0",
-            ])
+            .args(HEADLESS)
+            .arg("--remote-debugging-port=0")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())
@@ -314,20 +317,14 @@ fn the_audit_report_renders_in_chromium_with_scripts_off() {
         !page.contains("<link") && !page.contains(" src="),
         "no external assets"
     );
-    let flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-javascript",
-    ];
+    let flags: Vec<&str> = HEADLESS
+        .iter()
+        .copied()
+        .chain(["--disable-javascript"])
+        .collect();
     let profile = tempfile::tempdir().unwrap();
     let dom = Command::new(&exe)
-        .args(flags)
+        .args(&flags)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
         .arg(format!("file://{}", html.display()))
@@ -347,7 +344,7 @@ fn the_audit_report_renders_in_chromium_with_scripts_off() {
     }
     let shot = dir.path().join("report.png");
     let status = Command::new(&exe)
-        .args(flags)
+        .args(&flags)
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(["--hide-scrollbars", "--window-size=1600,1800"])
         .arg(format!("--screenshot={}", shot.display()))

@@ -68,3 +68,56 @@ impl BackgroundService for Sweeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::policy::admission::{Admission, Check};
+
+    fn policy(b_rate: &str) -> Policy {
+        let yaml = format!(
+            r#"
+version: 1
+server: {{ listen: [{{ addr: "127.0.0.1:1" }}] }}
+upstream: {{ addr: "127.0.0.1:9" }}
+routes:
+  - {{ name: a, match: {{ prefix: /a/ }}, auth: none, rate_limit: {{ per_ip: "1/1h" }} }}
+  - {{ name: b, match: {{ prefix: /b/ }}, auth: none, rate_limit: {{ per_ip: "{b_rate}" }} }}
+"#
+        );
+        crate::config::load_str(&yaml, std::path::Path::new("/t/p.yaml"), &|_| None).unwrap()
+    }
+
+    fn take(limits: &Limits, p: &Policy, route: usize) -> bool {
+        let r = &p.routes[route];
+        let mut adm = RuntimeAdmission::new(limits.store.clone());
+        let ip = "192.0.2.1".parse().unwrap();
+        matches!(
+            adm.rate_limit(r, r.rate_limit.as_ref().unwrap(), ip, None),
+            Check::Pass
+        )
+    }
+
+    #[test]
+    fn buckets_of_unchanged_limits_survive_a_reload() {
+        let limits = Limits::in_memory();
+        let old = policy("1/1h");
+        assert!(take(&limits, &old, 0) && take(&limits, &old, 1));
+        assert!(
+            !take(&limits, &old, 0) && !take(&limits, &old, 1),
+            "both used up"
+        );
+        // Reload: a unchanged, b's limit changed.
+        let new = policy("2/1h");
+        limits.retain_for(&new);
+        assert!(
+            !take(&limits, &new, 0),
+            "a's bucket survived the reload (still empty)"
+        );
+        assert!(
+            take(&limits, &new, 1),
+            "b has a new bucket for its new limit"
+        );
+    }
+}
