@@ -22,6 +22,16 @@ pub struct Metrics {
     pub route_websockets: IntGaugeVec,
     /// `gatehouse_shadow_limited_total{route}`: refusals a `shadow` limit would have made.
     pub shadow_limited: IntCounterVec,
+    /// `gatehouse_log_lines_dropped_total`: log lines the background writer could not keep.
+    log_dropped: IntGauge,
+}
+
+static LOG_DROPS: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
+    std::sync::OnceLock::new();
+
+/// Where `/metrics` reads the count of dropped log lines from (set once, by `run`).
+pub fn set_log_drop_counter(c: tracing_appender::non_blocking::ErrorCounter) {
+    let _ = LOG_DROPS.set(c);
 }
 
 /// A gauge raised for as long as this value lives.
@@ -95,8 +105,15 @@ impl Metrics {
             "Requests a shadow-mode rate limit would have refused, by route",
             &["route"],
         );
+        let log_dropped = IntGauge::new(
+            "gatehouse_log_lines_dropped_total",
+            "Log lines dropped because the log writer fell behind (a counter, read at scrape time)",
+        )
+        .unwrap_or_else(|_| unreachable_gauge());
+        let _ = registry.register(Box::new(log_dropped.clone()));
         Metrics {
             registry,
+            log_dropped,
             requests,
             denied,
             reloads,
@@ -110,6 +127,9 @@ impl Metrics {
 
     /// Text exposition of our metrics and Pingora's.
     pub fn render(&self) -> Vec<u8> {
+        if let Some(c) = LOG_DROPS.get() {
+            self.log_dropped.set(c.dropped_lines() as i64);
+        }
         let mut families = self.registry.gather();
         families.extend(prometheus::gather());
         let mut out = Vec::new();

@@ -266,8 +266,11 @@ async fn an_allowed_page_works_and_a_foreign_page_is_blocked_in_chromium() {
             .any(|r| r["path"] == "/ws/voice" || r["path"] == "/api/v1/echo/browser"),
         "the upstream saw the foreign page's requests: {seen:?}"
     );
-    let log = gh.log();
-    assert!(log.contains("origin_denied"), "{log}");
+    assert!(
+        eventually(5, || gh.log().contains("origin_denied")),
+        "{}",
+        gh.log()
+    );
 
     let got = browser
         .run_page(&format!("http://localhost:{allowed}/"))

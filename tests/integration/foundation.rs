@@ -282,7 +282,7 @@ async fn reload_adds_routes_keeps_old_policy_on_error_and_keeps_websockets() {
     );
     assert_eq!(gh.get("/swagger/index.html", &[]).status, 200);
     assert!(
-        gh.log().contains("request_header"),
+        eventually(5, || gh.log().contains("request_header")),
         "error logged with its key path"
     );
 

@@ -231,7 +231,10 @@ fn cookie_tokens_are_not_honoured_cross_site_with_the_shipped_policy() {
         r.assert_denied(401, "auth_required", name);
         up.assert_untouched(name);
     }
-    assert!(gh.log().contains("cookie ignored"), "the log says why");
+    assert!(
+        eventually(5, || gh.log().contains("cookie ignored")),
+        "the log says why"
+    );
 
     // Same-origin (Origin = this listener), an allowed CORS origin, or no Origin at all: ok.
     let own = format!("http://{}", gh.addr);

@@ -215,7 +215,9 @@ async fn a_reload_that_removes_the_origin_closes_the_socket_with_1008() {
         .await
         .unwrap();
     assert!(echo(&mut again).await);
-    assert!(gh.log().contains("open WebSockets re-checked"));
+    assert!(eventually(5, || gh
+        .log()
+        .contains("open WebSockets re-checked")));
 }
 
 #[tokio::test]
