@@ -16,6 +16,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
+mkdir -p "$work/logs"   # logs beside, not in, the watched policy folder (as journald would be)
 UP=18281 NG=18282 BP=18283 GP=18284 GF=18285
 cat >"$work/up.conf" <<C
 worker_processes 1; daemon off; pid $work/up.pid; error_log $work/up.err;
@@ -68,8 +69,8 @@ P
 nginx -c "$work/up.conf" & pids+=($!)
 nginx -c "$work/ng.conf" & pids+=($!)
 target/release/examples/bare_pingora "127.0.0.1:$BP" "127.0.0.1:$UP" >/dev/null 2>&1 & pids+=($!); bare=$!
-target/release/gatehouse run -c "$work/plain.yaml" --threads 1 --log-format json 2>"$work/plain.log" >/dev/null & pids+=($!); plain=$!
-target/release/gatehouse run -c "$work/full.yaml" --threads 1 --log-format json 2>"$work/full.log" >/dev/null & pids+=($!); full=$!
+target/release/gatehouse run -c "$work/plain.yaml" --threads 1 --log-format json 2>"$work/logs/plain.log" >/dev/null & pids+=($!); plain=$!
+target/release/gatehouse run -c "$work/full.yaml" --threads 1 --log-format json 2>"$work/logs/full.log" >/dev/null & pids+=($!); full=$!
 sleep 2
 tck=$(getconf CLK_TCK)
 cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/"$p"/stat))); done; echo $t; }
@@ -96,6 +97,6 @@ run bare-pingora $BP $bare
 run gatehouse-plain $GP $plain
 WRK_EXTRA=(-H "Authorization: Bearer $TOKEN" -H "Origin: https://app.example.com")
 run gatehouse-full $GF $full
-grep -q '"status":200' "$work/full.log" || grep -q 'status=200' "$work/full.log" || echo "warning: the full policy answered no 200: check $work/full.log" >&2
+grep -q '"status":200' "$work/logs/full.log" || grep -q status=200 "$work/logs/full.log" || echo "warning: the full policy answered no 200: check $work/full.log" >&2
 awk '$1=="bare-pingora"{b=$2} $1=="nginx"{n=$2} $1~/^gatehouse/{g[$1]=$2}
      END{for (k in g) printf "%s: %.2fx bare Pingora, %.2fx nginx\n", k, g[k]/b, g[k]/n}' "$work/cpu"

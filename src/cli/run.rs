@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::LogFormat;
 use crate::config;
 use crate::proxy::server;
+use crate::runtime::log_writer::BatchWriter;
 use crate::runtime::Shared;
 
 /// Serves until stopped; returns an exit code only when it could not start.
@@ -38,23 +39,17 @@ pub fn run(config_path: PathBuf, log_format: LogFormat, threads: Option<usize>) 
     }
 }
 
-/// Log lines go to stderr through a background writer: formatting stays on the worker
-/// thread, but the write never blocks it. When the writer falls behind by more than
-/// [`LOG_BUFFER_LINES`], new lines are dropped and counted (`gatehouse_log_lines_dropped_total`
-/// in `/metrics`) rather than stalling every request behind a slow disk.
+/// Log lines go to stderr through [`BatchWriter`]: formatted on the worker thread, appended to
+/// an in-memory batch, written out by a background thread every few milliseconds. When the
+/// output falls behind by more than [`LOG_BUFFER_BYTES`], new lines are dropped and counted
+/// (`gatehouse_log_lines_dropped_total`) rather than stalling every request behind a slow disk.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
     });
     use std::io::IsTerminal;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_BUFFER_LINES)
-        .thread_name("gatehouse-log")
-        .finish(std::io::stderr());
-    crate::runtime::metrics::set_log_drop_counter(writer.error_counter());
-    // The writer thread lives as long as the process.
-    std::mem::forget(guard);
+    let writer = BatchWriter::start(std::io::stderr(), LOG_BUFFER_BYTES);
+    crate::runtime::metrics::set_log_writer(writer.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -65,5 +60,5 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Log lines the background writer may hold before it drops (and counts) new ones.
-const LOG_BUFFER_LINES: usize = 131_072;
+/// Bytes of log lines that may wait in memory before new ones are dropped (and counted).
+const LOG_BUFFER_BYTES: usize = 64 << 20;

@@ -26,12 +26,11 @@ pub struct Metrics {
     log_dropped: IntGauge,
 }
 
-static LOG_DROPS: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
-    std::sync::OnceLock::new();
+static LOG_WRITER: std::sync::OnceLock<super::log_writer::BatchWriter> = std::sync::OnceLock::new();
 
 /// Where `/metrics` reads the count of dropped log lines from (set once, by `run`).
-pub fn set_log_drop_counter(c: tracing_appender::non_blocking::ErrorCounter) {
-    let _ = LOG_DROPS.set(c);
+pub fn set_log_writer(w: super::log_writer::BatchWriter) {
+    let _ = LOG_WRITER.set(w);
 }
 
 /// A gauge raised for as long as this value lives.
@@ -127,8 +126,8 @@ impl Metrics {
 
     /// Text exposition of our metrics and Pingora's.
     pub fn render(&self) -> Vec<u8> {
-        if let Some(c) = LOG_DROPS.get() {
-            self.log_dropped.set(c.dropped_lines() as i64);
+        if let Some(w) = LOG_WRITER.get() {
+            self.log_dropped.set(w.dropped() as i64);
         }
         let mut families = self.registry.gather();
         families.extend(prometheus::gather());

@@ -2,6 +2,7 @@
 //! decision never sees this; the proxy reads a snapshot per request and records outcomes.
 
 pub mod limits;
+pub mod log_writer;
 pub mod metrics;
 pub mod snapshot;
 pub mod sockets;
