@@ -128,12 +128,14 @@ async fn per_subject_cap_follows_the_token() {
     let _first = open(&gh, &format!("/ws?access_token={alice}"), None)
         .await
         .unwrap();
+    up.clear();
     assert_eq!(
         open(&gh, &format!("/ws?access_token={alice}"), None)
             .await
             .err(),
         Some(429)
     );
+    up.assert_untouched("second socket over max_per_subject");
     assert!(open(&gh, &format!("/ws?access_token={bob}"), None)
         .await
         .is_ok());
@@ -174,10 +176,12 @@ async fn an_idle_timeout_closes_the_socket_and_releases_its_slot() {
     let mut a = open(&gh, "/ws/voice", Some("http://ok.test"))
         .await
         .unwrap();
+    up.clear();
     assert_eq!(
         open(&gh, "/ws/voice", Some("http://ok.test")).await.err(),
         Some(429)
     );
+    up.assert_untouched("second socket over max_per_ip");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!echo(&mut a).await, "idled out");
     let mut b = open(&gh, "/ws/voice", Some("http://ok.test"))
