@@ -54,6 +54,10 @@ pub trait Admission {
         ip: IpAddr,
         subject: Option<&str>,
     ) -> Check;
+    /// Verified tokens to consult at step 9 (the proxy's cache); none by default.
+    fn token_cache(&self) -> Option<&dyn super::auth::TokenCache> {
+        None
+    }
     /// Step 12: one more open WebSocket on the route from `ip` / `subject`.
     fn websocket(
         &mut self,

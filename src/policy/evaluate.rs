@@ -604,6 +604,7 @@ impl<'p> Eval<'p, '_, '_> {
             websocket_route: route.websocket.is_some(),
             now: self.facts.now,
             cookie_refused: cross_site(self.facts, route, upgrade),
+            cache: self.adm.token_cache(),
         };
         match p.authenticate(&input) {
             Ok(id) => {

@@ -354,7 +354,8 @@ impl ProxyHttp for Gate {
             tls,
             assumed_identity: None,
         };
-        let admission = RuntimeAdmission::new(self.shared.limits.store.clone());
+        let admission = RuntimeAdmission::new(self.shared.limits.store.clone())
+            .with_token_cache(self.shared.tokens.clone());
         let (decision, admission) = if VerifyPool::wants(&req.headers) {
             let owned = OwnedRequest::from_facts(&facts);
             self.shared

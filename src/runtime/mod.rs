@@ -6,6 +6,7 @@ pub mod log_writer;
 pub mod metrics;
 pub mod snapshot;
 pub mod sockets;
+pub mod token_cache;
 pub mod verify_pool;
 
 pub use limits::Limits;

@@ -21,6 +21,8 @@ pub struct Shared {
     pub limits: Limits,
     /// Open WebSockets, re-checked on every reload.
     pub sockets: Arc<super::sockets::OpenSockets>,
+    /// Verified JWTs (cleared on every reload).
+    pub tokens: Arc<super::token_cache::VerifiedTokens>,
     listening: AtomicBool,
 }
 
@@ -32,6 +34,7 @@ impl Shared {
             metrics: Metrics::new(),
             limits: Limits::in_memory(),
             sockets: Arc::default(),
+            tokens: Arc::new(super::token_cache::VerifiedTokens::new(100_000)),
             verify_pool: VerifyPool::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -50,6 +53,8 @@ impl Shared {
         self.limits.retain_for(&policy);
         let policy = Arc::new(policy);
         self.policy.store(policy.clone());
+        // Tokens verified under the old keys, issuers or audiences must be verified again.
+        self.tokens.clear();
         self.sockets.recheck(&policy)
     }
 

@@ -149,7 +149,11 @@ impl JwtProvider {
         })
     }
 
-    pub(super) fn authenticate(&self, input: &AuthInput<'_>) -> Result<Identity, AuthFailure> {
+    pub(super) fn authenticate(
+        &self,
+        input: &AuthInput<'_>,
+        provider: &str,
+    ) -> Result<Identity, AuthFailure> {
         let headers = input.headers;
         let mut ignored = None;
         for source in &self.sources {
@@ -180,6 +184,10 @@ impl JwtProvider {
                     cause: format!("cannot verify the token ({}): {why}", source.label()),
                 });
             }
+            if let Some(mut id) = input.cache.and_then(|c| c.get(provider, &token, input.now)) {
+                id.source = source.label();
+                return Ok(id);
+            }
             let (claims, exp) = self.verify_timed(&token, input.now).map_err(|cause| {
                 AuthFailure::TokenInvalid {
                     cause: format!("{} ({})", cause, source.label()),
@@ -189,12 +197,16 @@ impl JwtProvider {
                 .get("sub")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            return Ok(Identity {
+            let id = Identity {
                 subject,
                 expires_at: Some(exp.saturating_add(self.leeway)),
                 claims,
                 source: source.label(),
-            });
+            };
+            if let Some(c) = input.cache {
+                c.put(provider, &token, &id);
+            }
+            return Ok(id);
         }
         let cause = match ignored {
             Some(why) => why,

@@ -31,8 +31,18 @@ pub enum AuthKind {
     Basic(BasicProvider),
 }
 
+/// Tokens already verified, kept by the runtime (a bounded cache cleared on every reload).
+/// The decision stays pure: it asks the cache it is handed, as it reads the time it is handed;
+/// `explain` and the tests hand none.
+pub trait TokenCache {
+    /// A still-valid identity verified earlier for `token` by provider `provider`.
+    fn get(&self, provider: &str, token: &str, now: u64) -> Option<Identity>;
+    /// Remembers a verification.
+    fn put(&self, provider: &str, token: &str, identity: &Identity);
+}
+
 /// What authentication reads of a request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct AuthInput<'a> {
     /// Request headers.
     pub headers: &'a HeaderMap,
@@ -45,6 +55,8 @@ pub struct AuthInput<'a> {
     /// `Some(why)` when a `cookie:` token must not be used: the request is cross-site
     /// (POLICY.md, "Cookie tokens and cross-site requests").
     pub cookie_refused: Option<&'static str>,
+    /// Verified tokens (the proxy's runtime cache), if any.
+    pub cache: Option<&'a dyn TokenCache>,
 }
 
 /// Who a request proved to be.
@@ -116,7 +128,7 @@ impl AuthProvider {
     /// Authenticates a request.
     pub fn authenticate(&self, input: &AuthInput<'_>) -> Result<Identity, AuthFailure> {
         match &self.kind {
-            AuthKind::Jwt(j) => j.authenticate(input),
+            AuthKind::Jwt(j) => j.authenticate(input, &self.name),
             AuthKind::Basic(b) => b.authenticate(input.headers),
         }
     }

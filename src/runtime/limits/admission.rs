@@ -33,6 +33,7 @@ impl Drop for SlotGuard {
 /// The admission the proxy passes to the decision for one request.
 pub struct RuntimeAdmission {
     store: Arc<dyn LimitStore>,
+    tokens: Option<Arc<crate::runtime::token_cache::VerifiedTokens>>,
     /// Slots taken for this request; held until it ends.
     pub guards: Vec<SlotGuard>,
     /// Limits that would have refused but are in shadow mode (for the log).
@@ -44,9 +45,19 @@ impl RuntimeAdmission {
     pub fn new(store: Arc<dyn LimitStore>) -> Self {
         RuntimeAdmission {
             store,
+            tokens: None,
             guards: Vec::new(),
             shadowed: Vec::new(),
         }
+    }
+
+    /// Consults and fills `tokens` at the authentication step.
+    pub fn with_token_cache(
+        mut self,
+        tokens: Arc<crate::runtime::token_cache::VerifiedTokens>,
+    ) -> Self {
+        self.tokens = Some(tokens);
+        self
     }
 
     fn acquire(&mut self, scope: &str, dim: &'static str, key: Key, max: u32) -> bool {
@@ -151,6 +162,12 @@ fn too_many(detail: String) -> Limited {
 }
 
 impl Admission for RuntimeAdmission {
+    fn token_cache(&self) -> Option<&dyn crate::policy::auth::TokenCache> {
+        self.tokens
+            .as_deref()
+            .map(|t| t as &dyn crate::policy::auth::TokenCache)
+    }
+
     fn connection(&mut self, ip: IpAddr, max: u32) -> Check {
         if self.acquire("connections_per_ip", "in_flight", Key::Ip(ip), max) {
             Check::Pass
