@@ -135,8 +135,10 @@ fn answers_carry_the_proxy_cors_headers_never_the_upstreams() {
         r.headers
     );
     // A refusal from an allowed origin can be read by the page.
+    up.clear();
     let r = gh.get("/api/v1/echo/x", &[("Origin", APP)]);
     r.assert_denied(401, "auth_required", "no token, allowed origin");
+    up.assert_untouched("no token, allowed origin");
     assert_eq!(r.header("access-control-allow-origin"), Some(APP));
 }
 
@@ -165,8 +167,10 @@ fn cors_upstream_passes_the_upstreams_headers_and_forwards_preflights() {
     );
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     // Only the preflight skips authentication.
+    up.clear();
     gh.get("/api/v1/echo/raw/x", &[("Origin", APP)])
         .assert_denied(401, "auth_required", "cors: upstream still authenticates");
+    up.assert_untouched("cors: upstream still authenticates");
 }
 
 /// Origins that must match nothing on a list of `https://app.example.com`,
