@@ -144,6 +144,7 @@ fn brute_force_guard_trips_before_any_credential_is_verified() {
     let mut wrong = claims("mallory", "tester");
     wrong["iss"] = serde_json::json!("https://evil.test");
     let wrong = bearer(&hs256(&wrong));
+    up.clear();
     for i in 0..3 {
         gh.get(path, &[("Authorization", &wrong)]).assert_denied(
             401,
@@ -151,6 +152,7 @@ fn brute_force_guard_trips_before_any_credential_is_verified() {
             &format!("failure {i}"),
         );
     }
+    up.assert_untouched("rejected tokens");
     // The budget is spent: even a valid token is refused, before it is verified.
     up.clear();
     let good = bearer(&hs256(&claims("alice", "tester")));
