@@ -50,6 +50,13 @@ fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     let writer = BatchWriter::start(std::io::stderr(), LOG_BUFFER_BYTES);
     crate::runtime::metrics::set_log_writer(writer.clone());
+    crate::runtime::access_log::install(
+        writer.clone(),
+        match format {
+            LogFormat::Json => crate::runtime::access_log::Format::Json,
+            LogFormat::Text => crate::runtime::access_log::Format::Text,
+        },
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

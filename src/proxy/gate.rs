@@ -27,6 +27,7 @@ use crate::policy::client_ip::{canonical, in_nets};
 use crate::policy::{
     decide_with, Forward, Outcome, Policy, Reason, RequestFacts, ResponseCors, WebSocketForward,
 };
+use crate::runtime::access_log;
 use crate::runtime::limits::{QueueError, QueuePermit, RuntimeAdmission, SlotGuard};
 use crate::runtime::metrics::GaugeGuard;
 use crate::runtime::verify_pool::OwnedRequest;
@@ -537,11 +538,11 @@ impl ProxyHttp for Gate {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let State::Forwarding { fwd, .. } = &ctx.state {
-            respond::apply_cors(resp, &fwd.cors)?;
-        }
-        Ok(())
+        let cors = match &ctx.state {
+            State::Forwarding { fwd, .. } => &fwd.cors,
+            _ => &ResponseCors::Strip,
+        };
+        respond::finish_upstream_answer(resp, &ctx.request_id, cors)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -607,46 +608,45 @@ impl ProxyHttp for Gate {
         let req = session.req_header();
         // The path only: a query string may carry a token (`query:` sources) or other secrets.
         let raw = req.raw_path();
-        let path =
-            String::from_utf8_lossy(raw.split(|b| *b == b'?').next().unwrap_or(raw)).into_owned();
-        let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-        let duration_ms = ctx.start.elapsed().as_secs_f64() * 1000.0;
+        let path = String::from_utf8_lossy(raw.split(|b| *b == b'?').next().unwrap_or(raw));
         let metrics = &self.shared.metrics;
         metrics
             .requests
             .with_label_values(&[route, status_label])
             .inc();
-        match &ctx.state {
+        let error = e.map(|e| e.to_string());
+        let outcome = match &ctx.state {
             State::Denied { reason, cause } => {
                 metrics
                     .denied
                     .with_label_values(&[route, reason.as_str()])
                     .inc();
-                tracing::info!(
-                    target: "access",
-                    method = %req.method, path = %path, route = %route, status, client_ip = %client,
-                    duration_ms, request_id = %ctx.request_id, reason = reason.as_str(),
-                    cause = cause.as_deref().unwrap_or(""),
-                    "denied"
-                );
+                access_log::Outcome::Denied {
+                    reason: reason.as_str(),
+                    cause: cause.as_deref().unwrap_or(""),
+                }
             }
-            state => {
-                let upgraded = matches!(
+            state => access_log::Outcome::Request {
+                upgraded: matches!(
                     state,
                     State::Forwarding {
                         upgraded: Some(_),
                         ..
                     }
-                );
-                tracing::info!(
-                    target: "access",
-                    method = %req.method, path = %path, route = %route, status, client_ip = %client,
-                    duration_ms, request_id = %ctx.request_id, upgraded,
-                    closed = ctx.closed.as_deref().unwrap_or(""),
-                    error = e.map(|e| e.to_string()).unwrap_or_default(),
-                    "request"
-                );
-            }
-        }
+                ),
+                closed: ctx.closed.as_deref().unwrap_or(""),
+                error: error.as_deref().unwrap_or(""),
+            },
+        };
+        access_log::write(&access_log::Entry {
+            method: req.method.as_str(),
+            path: &path,
+            route,
+            status,
+            client_ip: ctx.client_ip,
+            duration_ms: ctx.start.elapsed().as_secs_f64() * 1000.0,
+            request_id: &ctx.request_id,
+            outcome,
+        });
     }
 }

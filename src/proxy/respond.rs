@@ -2,7 +2,7 @@
 //! `{"error","message","request_id"}` and the extra headers the reason calls for.
 
 use bytes::Bytes;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -67,46 +67,71 @@ pub async fn preflight(
     session.write_response_header(Box::new(resp), true).await
 }
 
-/// Applies the route's CORS policy to the upstream's answer: its own `Access-Control-*`
-/// headers never reach the client unless the route says `cors: upstream`.
-pub fn apply_cors(resp: &mut ResponseHeader, cors: &ResponseCors) -> Result<()> {
+/// Finishes the upstream's answer: `X-Request-Id`, then the route's CORS policy (the
+/// upstream's own `Access-Control-*` headers never reach the client unless the route says
+/// `cors: upstream`).
+///
+/// Works on the answer's plain `http` parts, without Pingora's header-case map (each insert
+/// through `ResponseHeader` re-parses the name and grows two maps sized exactly for the
+/// upstream's headers): the client receives standard names in their usual capitalization and
+/// others in lower case, as over HTTP/2.
+pub fn finish_upstream_answer(
+    resp: &mut ResponseHeader,
+    request_id: &str,
+    cors: &ResponseCors,
+) -> Result<()> {
+    let placeholder = ResponseHeader::build_no_case(200, Some(0))?;
+    let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
+    let headers = &mut parts.headers;
+    headers.reserve(2);
+    let id = HeaderValue::from_str(request_id)
+        .map_err(|e| Error::explain(ErrorType::InternalError, format!("invalid request id: {e}")));
+    let result = id.map(|id| {
+        headers.insert(X_REQUEST_ID, id);
+        apply_cors(headers, cors);
+    });
+    *resp = ResponseHeader::from(parts);
+    result
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn apply_cors(headers: &mut http::HeaderMap, cors: &ResponseCors) {
     if *cors == ResponseCors::Upstream {
-        return Ok(());
+        return;
     }
-    let upstream_cors: Vec<HeaderName> = resp
-        .headers
+    let upstream_cors: Vec<HeaderName> = headers
         .keys()
         .filter(|n| n.as_str().starts_with("access-control-"))
         .cloned()
         .collect();
     for name in upstream_cors {
-        resp.remove_header(&name);
+        headers.remove(&name);
     }
-    let vary_origin = |resp: &mut ResponseHeader| -> Result<()> {
-        let listed = resp
-            .headers
+    let vary_origin = |headers: &mut http::HeaderMap| {
+        let listed = headers
             .get_all(http::header::VARY)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("origin") || t.trim() == "*");
         if !listed {
-            resp.append_header(http::header::VARY, "Origin")?;
+            headers.append(http::header::VARY, HeaderValue::from_static("Origin"));
         }
-        Ok(())
     };
     match cors {
         ResponseCors::Strip | ResponseCors::Upstream => {}
-        ResponseCors::StripVary => vary_origin(resp)?,
-        ResponseCors::Allow(headers) => {
-            for (name, value) in headers {
+        ResponseCors::StripVary => vary_origin(headers),
+        ResponseCors::Allow(allow) => {
+            for (name, value) in allow {
                 if name == http::header::VARY {
                     continue;
                 }
-                resp.insert_header(name.clone(), value.as_str())?;
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    headers.insert(name.clone(), v);
+                }
             }
-            vary_origin(resp)?;
+            vary_origin(headers);
         }
     }
-    Ok(())
 }

@@ -224,8 +224,7 @@ pub async fn relay(
     close_at: Option<u64>,
     registration: Option<Registration>,
 ) -> Result<End> {
-    super::respond::apply_cors(&mut resp, cors)?;
-    resp.insert_header("x-request-id", request_id)?;
+    super::respond::finish_upstream_answer(&mut resp, request_id, cors)?;
     let status = resp.status.as_u16();
     if status != 101 {
         // Not upgraded: a plain answer, passed through until the upstream closes.

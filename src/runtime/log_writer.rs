@@ -70,6 +70,11 @@ impl BatchWriter {
         BatchWriter { inner }
     }
 
+    /// Appends whole lines to the batch (or drops and counts them when it is full).
+    pub fn append(&self, lines: &[u8]) {
+        self.inner.append(lines);
+    }
+
     /// Lines dropped because the batch was full.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
@@ -79,21 +84,27 @@ impl BatchWriter {
 /// One event's writer.
 pub struct Line<'a>(&'a Inner);
 
-impl Write for Line<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let Ok(mut batch) = self.0.batch.lock() else {
-            return Ok(buf.len());
+impl Inner {
+    fn append(&self, buf: &[u8]) {
+        let Ok(mut batch) = self.batch.lock() else {
+            return;
         };
-        if batch.len() + buf.len() > self.0.cap {
-            self.0.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(buf.len());
+        if batch.len() + buf.len() > self.cap {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         let was_empty = batch.is_empty();
         batch.extend_from_slice(buf);
         drop(batch);
         if was_empty {
-            self.0.ready.notify_one();
+            self.ready.notify_one();
         }
+    }
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.append(buf);
         Ok(buf.len())
     }
 

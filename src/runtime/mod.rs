@@ -1,6 +1,7 @@
 //! State that outlives one request: the swappable policy snapshot and the metrics. The pure
 //! decision never sees this; the proxy reads a snapshot per request and records outcomes.
 
+pub mod access_log;
 pub mod limits;
 pub mod log_writer;
 pub mod metrics;
