@@ -1,6 +1,6 @@
 //! The baseline of `benches/load.sh`: the smallest Pingora 0.9 reverse proxy (same crate
 //! version and features as Gatehouse), one route, no policy. Gatehouse's cost is measured as
-//! a ratio to this. Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR
+//! a ratio to this. Usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR [THREADS=1]
 #![allow(missing_docs)]
 
 use async_trait::async_trait;
@@ -30,8 +30,9 @@ fn main() {
         eprintln!("usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR");
         std::process::exit(2);
     };
+    let threads = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1);
     let conf = ServerConf {
-        threads: 1,
+        threads,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -57,19 +59,21 @@ pub fn run(policy_path: PathBuf, shared: Arc<Shared>, threads: usize) -> Result<
     let mut public = Service::new("gatehouse".to_string(), GateApp::new(proxy, shared.clone()));
     for l in &policy.server.listeners {
         let addr = l.addr.to_string();
-        match &l.tls {
-            None => public.add_tcp(&addr),
-            Some(tls) => public
-                .add_tls(
-                    &addr,
-                    &tls.cert.to_string_lossy(),
-                    &tls.key.to_string_lossy(),
-                )
-                .map_err(|e| StartError::Tls {
-                    addr: addr.clone(),
-                    message: e.to_string(),
-                })?,
+        // No L4 read buffer: Pingora reads request heads and bodies into buffers of its own,
+        // and its default 64 KiB per connection was held by every idle keep-alive connection
+        // and WebSocket (see docs/benchmarks.md, "Idle WebSocket memory").
+        let mut endpoint =
+            ListenerConfig::tcp(&addr).l4_buffer(L4BufferSettings::default().read(0));
+        if let Some(tls) = &l.tls {
+            let settings =
+                TlsSettings::intermediate(&tls.cert.to_string_lossy(), &tls.key.to_string_lossy())
+                    .map_err(|e| StartError::Tls {
+                        addr: addr.clone(),
+                        message: e.to_string(),
+                    })?;
+            endpoint = endpoint.tls(settings);
         }
+        public.add_listener(endpoint);
     }
     server.add_service(public);
 

@@ -25,7 +25,7 @@ use crate::runtime::sockets::Registration;
 
 /// Largest upstream handshake answer we read.
 const MAX_HEAD: usize = 64 * 1024;
-/// Read buffer for upstream bytes (kept small: idle sockets should cost little).
+/// Read buffer for a non-upgraded answer passed through.
 const BUF: usize = 4 * 1024;
 /// Longest wait for the upstream to finish a frame before a close is sent anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -252,12 +252,15 @@ pub async fn relay(
     }
 
     session.write_response_header(Box::new(resp), false).await?;
+    // The 101 head is flushed; from here on the client's bytes bypass Pingora's buffers.
+    let mut client = Client::of(session);
     let mut frames = Frames::default();
     if !rest.is_empty() {
         frames.feed(&rest);
-        session
-            .write_response_body(Some(Bytes::from(rest)), false)
-            .await?;
+        if client.write(Bytes::from(rest), idle).await.is_err() {
+            client.finish().await;
+            return Ok(End::Closed);
+        }
     }
     let mut close_rx = registration.as_ref().map(|r| r.close.clone());
     let expiry = close_at.map(|at| {
@@ -265,7 +268,6 @@ pub async fn relay(
         tokio::time::Instant::now() + left
     });
     let mut closing: Option<(String, tokio::time::Instant)> = None;
-    let mut buf = vec![0u8; BUF];
     let end = loop {
         let idle_deadline = tokio::time::sleep(idle);
         let grace = async {
@@ -307,41 +309,138 @@ pub async fn relay(
             _ = idle_deadline => {
                 // Going away (1001), if no frame from the upstream is half sent.
                 if frames.at_boundary() {
-                    let _ = session
-                        .write_response_body(Some(close_frame_code(1001, "idle timeout")), false)
-                        .await;
+                    let _ = client.write(close_frame_code(1001, "idle timeout"), idle).await;
                 }
                 break End::Idle;
             }
-            from_client = session.read_request_body() => match from_client {
-                Ok(Some(b)) if closing.is_none() => {
+            from_client = client.read() => match from_client {
+                Some(b) if closing.is_none() => {
                     if up.write_all(&b).await.is_err() {
                         break End::Closed;
                     }
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break End::Closed,
+                Some(_) => {}
+                None => break End::Closed,
             },
-            n = up.read(&mut buf) => match n {
-                Ok(n) if n > 0 => {
-                    frames.feed(&buf[..n]);
-                    session
-                        .write_response_body(Some(Bytes::copy_from_slice(&buf[..n])), false)
-                        .await?;
+            from_up = read_some(&up) => match from_up {
+                Ok(Some(b)) => {
+                    frames.feed(&b);
+                    if client.write(b, idle).await.is_err() {
+                        break End::Closed;
+                    }
                 }
                 _ => break End::Closed,
             },
         }
         if let (Some((reason, _)), true) = (&closing, frames.at_boundary()) {
-            let _ = session
-                .write_response_body(Some(close_frame(reason)), false)
-                .await;
+            let _ = client.write(close_frame(reason), idle).await;
             break End::Policy(reason.clone());
         }
     };
     let _ = up.shutdown().await;
-    let _ = session.write_response_body(None, true).await;
+    client.finish().await;
     Ok(end)
+}
+
+/// Largest chunk read from either side at once.
+const CHUNK: usize = 16 * 1024;
+
+/// Waits until `s` is readable, then reads what is there into a buffer allocated for that
+/// read only: an idle socket holds no read buffer. `None` at end of stream.
+async fn read_some(s: &TcpStream) -> std::io::Result<Option<Bytes>> {
+    loop {
+        s.readable().await?;
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+        match s.try_read_buf(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(buf.freeze())),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The client's side of an upgraded tunnel.
+enum Client<'s> {
+    /// Plain TCP: a second handle on the client's socket, read only when it is readable. Read
+    /// through Pingora's session instead, every idle socket would hold the session's 64 KiB
+    /// body buffer for its whole life (the largest share of its memory in a heap profile).
+    Direct(TcpStream),
+    /// TLS (the session holds the decryption state), or when the handle cannot be had.
+    Session(&'s mut Session),
+}
+
+impl<'s> Client<'s> {
+    fn of(session: &'s mut Session) -> Self {
+        let tls = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some();
+        if !tls {
+            if let Some(s) = second_handle(session) {
+                return Client::Direct(s);
+            }
+        }
+        Client::Session(session)
+    }
+
+    /// The client's next bytes; `None` when it closed or failed.
+    async fn read(&mut self) -> Option<Bytes> {
+        match self {
+            Client::Direct(s) => read_some(s).await.ok().flatten(),
+            Client::Session(session) => session.read_request_body().await.ok().flatten(),
+        }
+    }
+
+    /// Sends bytes to the client; a client that takes none for `idle` is gone.
+    async fn write(&mut self, b: Bytes, idle: Duration) -> std::io::Result<()> {
+        let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, "client stalled");
+        match self {
+            Client::Direct(s) => match tokio::time::timeout(idle, s.write_all(&b)).await {
+                Ok(r) => r,
+                Err(_) => Err(stalled()),
+            },
+            Client::Session(session) => session
+                .write_response_body(Some(b), false)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        }
+    }
+
+    async fn finish(self) {
+        match self {
+            Client::Direct(mut s) => {
+                let _ = s.shutdown().await;
+            }
+            Client::Session(session) => {
+                let _ = session.write_response_body(None, true).await;
+            }
+        }
+    }
+}
+
+/// A second handle (`dup(2)`) on the client's TCP socket, registered with the runtime, so the
+/// upgraded tunnel reads it directly. Pingora's session keeps its own handle and closes it
+/// when the request ends. Checked to be the client's socket by its peer address.
+#[allow(unsafe_code)]
+fn second_handle(session: &Session) -> Option<TcpStream> {
+    use std::os::fd::BorrowedFd;
+    let fd = session.stream()?.id();
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is the descriptor of the client stream the session owns; the session is
+    // borrowed for this call, so the descriptor stays open while it is borrowed here, and it
+    // is only duplicated (the duplicate is owned by the returned stream).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed.try_clone_to_owned().ok()?;
+    let std = std::net::TcpStream::from(owned);
+    let expected = session.client_addr().and_then(|a| a.as_inet()).copied();
+    if expected.is_none() || std.peer_addr().ok() != expected {
+        return None;
+    }
+    std.set_nonblocking(true).ok()?;
+    TcpStream::from_std(std).ok()
 }
 
 #[cfg(test)]
