@@ -6,12 +6,16 @@
 
 use clap::Parser;
 
+// `--features system-allocator` builds with the system's malloc instead, for heap profilers
+// that intercept malloc (heaptrack): see docs/benchmarks.md.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
     // Purge freed pages from a background thread rather than on the allocating threads (the
     // request path) or never (jemalloc's default without background threads).
+    #[cfg(not(feature = "system-allocator"))]
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         eprintln!("warning: jemalloc background purging not enabled: {e}");
     }

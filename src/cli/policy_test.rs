@@ -163,7 +163,7 @@ fn run_case(policy: &Policy, c: &Case, now: u64) -> Result<(Got, Decision), Stri
             .and_then(Value::as_str)
             .map(str::to_string),
         expires_at: None,
-        claims: i.claims.clone(),
+        claims: std::sync::Arc::new(i.claims.clone()),
         source: "test identity".into(),
     });
     let target = c.request.path.as_bytes();

@@ -166,6 +166,8 @@ impl Gate {
             &upstream_req,
         )
         .await;
+        // Not held for the life of the socket.
+        drop(upstream_req);
         let (up, resp, rest) = match shaken {
             Ok(x) => x,
             Err(websocket::Failed(reason, cause)) => {

@@ -160,7 +160,7 @@ routes: [{ name: api, match: { prefix: / }, auth: j }]
         Identity {
             subject: Some("alice".into()),
             expires_at: Some(exp),
-            claims: serde_json::Map::new(),
+            claims: Default::default(),
             source: "header".into(),
         }
     }

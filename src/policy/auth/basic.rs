@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine;
 use http::HeaderMap;
-use serde_json::Map;
 
 use super::{authorization, AuthFailure, Identity};
 
@@ -192,7 +191,7 @@ impl BasicProvider {
             Some(hash) if hash.verify(password) => Ok(Identity {
                 subject: Some(user.to_string()),
                 expires_at: None,
-                claims: Map::new(),
+                claims: Default::default(),
                 source: "basic".into(),
             }),
             Some(_) => Err(invalid("wrong password")),

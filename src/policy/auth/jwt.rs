@@ -200,7 +200,7 @@ impl JwtProvider {
             let id = Identity {
                 subject,
                 expires_at: Some(exp.saturating_add(self.leeway)),
-                claims,
+                claims: std::sync::Arc::new(claims),
                 source: source.label(),
             };
             if let Some(c) = input.cache {

@@ -67,8 +67,9 @@ pub struct Identity {
     /// JWT `exp` plus the provider's leeway (Unix seconds): when the credential stops being
     /// valid. `None` for basic auth.
     pub expires_at: Option<u64>,
-    /// Verified JWT claims (empty for basic auth).
-    pub claims: Map<String, Value>,
+    /// Verified JWT claims (empty for basic auth). Shared: a cached identity is handed to
+    /// every request of its token without copying the claims.
+    pub claims: std::sync::Arc<Map<String, Value>>,
     /// Where the credential came from (`header`, `cookie:vf_token`, `query:access_token`, `basic`).
     pub source: String,
 }
