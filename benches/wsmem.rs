@@ -8,7 +8,8 @@
 //! 2. N sockets opened, each echoing one frame, then held idle: RSS growth per socket;
 //! 3. the proxy's CPU over 10 s while they sit idle;
 //! 4. all N closed, then `WAIT` seconds: how much of the growth came back;
-//! 5. churn: open N again, close them, open N a third time: that third peak against the first.
+//! 5. churn: open N again, close them, open N a third time: that third peak against the first;
+//!    then all closed and `WAIT` seconds again.
 //!
 //! Usage: wsmem [SOCKETS=3000] [WAIT_S=60] [PROXIES=gatehouse,bare,nginx]. Gatehouse runs with
 //! `GATEHOUSE_ENV` (e.g. `MALLOC_ARENA_MAX=2`) added to its environment, to compare allocator
@@ -112,16 +113,20 @@ routes:
         ),
     )
     .unwrap();
-    // GATEHOUSE_WRAP runs it under a profiler, e.g. "heaptrack -o /tmp/gh".
+    // GATEHOUSE_BIN picks another build (e.g. `--features system-allocator`); GATEHOUSE_WRAP
+    // runs it under a profiler, e.g. "heaptrack -o /tmp/gh".
+    let bin = std::env::var("GATEHOUSE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target/release/gatehouse"));
     let wrap = std::env::var("GATEHOUSE_WRAP").unwrap_or_default();
     let mut words = wrap.split_whitespace();
     let mut cmd = match words.next() {
         Some(tool) => {
             let mut c = Command::new(tool);
-            c.args(words).arg(root().join("target/release/gatehouse"));
+            c.args(words).arg(&bin);
             c
         }
-        None => Command::new(root().join("target/release/gatehouse")),
+        None => Command::new(&bin),
     };
     cmd.args(["run", "-c"])
         .arg(&file)
@@ -297,10 +302,12 @@ async fn measure(p: &Proxy, n: usize, wait: u64) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let peak3 = rss_kib(p.pid);
     close(third).await;
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let last = rss_kib(p.pid);
     let grown = peak1.saturating_sub(rest).max(1);
     let returned = peak1.saturating_sub(after_close) as f64 / grown as f64 * 100.0;
     println!(
-        "{:<13} {:>10} {:>10} {:>9.1} {:>8.2}% {:>10} {:>8.0}% {:>10} {:>10} {:>7.2}",
+        "{:<13} {:>10} {:>10} {:>9.1} {:>8.2}% {:>10} {:>8.0}% {:>10} {:>10} {:>7.2} {:>10}",
         p.name,
         mib(rest),
         mib(peak1),
@@ -311,6 +318,7 @@ async fn measure(p: &Proxy, n: usize, wait: u64) {
         mib(peak2),
         mib(peak3),
         peak3 as f64 / peak1 as f64,
+        mib(last),
     );
 }
 
@@ -333,7 +341,7 @@ async fn main() {
         std::env::var("GATEHOUSE_ENV").unwrap_or_default()
     );
     println!(
-        "{:<13} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>10} {:>10} {:>7}",
+        "{:<13} {:>10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>10} {:>10} {:>7} {:>10}",
         "proxy",
         "rest",
         "open",
@@ -343,7 +351,8 @@ async fn main() {
         "returned",
         "reopen",
         "3rd open",
-        "3rd/1st"
+        "3rd/1st",
+        "closed"
     );
     for name in which.split(',') {
         let p = match name {

@@ -68,6 +68,9 @@ enum State {
     },
     /// Answered by the proxy without a denial (a CORS preflight).
     Answered,
+    /// An upgraded WebSocket now relayed by a task of its own, which holds the request's slots
+    /// and writes its access line.
+    HandedOff,
     /// Admitted: everything needed to forward it.
     Forwarding {
         fwd: Box<Forward>,
@@ -193,24 +196,14 @@ impl Gate {
             None
         };
         let upgraded = registration.as_ref().map(|_| WsOpen(self.shared.clone()));
-        ctx.state = State::Forwarding {
-            fwd,
-            upgraded,
-            _held: held,
-            body_bytes: 0,
-        };
         // Once upgraded the relay's own idle timeout (websocket_idle) replaces the HTTP ones.
         session.set_read_timeout(None);
         session.set_write_timeout(Some(ws.idle_timeout));
-        let cors = match &ctx.state {
-            State::Forwarding { fwd, .. } => fwd.cors.clone(),
-            _ => ResponseCors::Strip,
-        };
-        let end = websocket::relay(
+        let relayed = websocket::relay(
             session,
             up,
             resp,
-            &cors,
+            &fwd.cors,
             rest,
             &ctx.request_id,
             ws.idle_timeout,
@@ -218,14 +211,96 @@ impl Gate {
             registration,
         )
         .await;
-        ctx.closed = Some(match end {
-            Ok(websocket::End::Policy(reason)) => format!("closed by gatehouse (1008): {reason}"),
-            Ok(websocket::End::Idle) => "idle timeout".into(),
-            Ok(websocket::End::Closed) => "closed".into(),
-            Ok(websocket::End::NotUpgraded(status)) => format!("not upgraded ({status})"),
-            Err(e) => format!("relay error: {e}"),
-        });
+        let end = match relayed {
+            Ok(websocket::Relayed::Detached(pump)) => {
+                // The tunnel lives on its own task with everything it holds; Pingora's session
+                // ends now (without shutting the socket: see `fail_to_proxy`), and the access
+                // line is written when the socket closes.
+                let line = DetachedLine {
+                    method: session.req_header().method.to_string(),
+                    path: log_path(session.req_header().raw_path()).into_owned(),
+                    route: route_name.to_string(),
+                    client_ip: ctx.client_ip,
+                    request_id: ctx.request_id.clone(),
+                    start: ctx.start,
+                };
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    let end = pump.run().await;
+                    drop((held, upgraded, fwd));
+                    line.write(&shared, &describe(Ok(end)));
+                });
+                ctx.state = State::HandedOff;
+                return Err(Error::explain(
+                    ErrorType::Custom(HANDED_OFF),
+                    "WebSocket relayed on its own task",
+                ));
+            }
+            Ok(websocket::Relayed::Ended(end)) => Ok(end),
+            Err(e) => Err(e),
+        };
+        ctx.state = State::Forwarding {
+            fwd,
+            upgraded,
+            _held: held,
+            body_bytes: 0,
+        };
+        ctx.closed = Some(describe(end));
         Ok(true)
+    }
+}
+
+/// The error type `request_filter` returns once a WebSocket runs on its own task: Pingora then
+/// ends the request without answering, reusing or shutting the connection (see `fail_to_proxy`).
+const HANDED_OFF: &str = "websocket_handed_off";
+
+/// How a tunnel ended, for the access log's `closed` field.
+fn describe(end: Result<websocket::End>) -> String {
+    match end {
+        Ok(websocket::End::Policy(reason)) => format!("closed by gatehouse (1008): {reason}"),
+        Ok(websocket::End::Idle) => "idle timeout".into(),
+        Ok(websocket::End::Closed) => "closed".into(),
+        Ok(websocket::End::NotUpgraded(status)) => format!("not upgraded ({status})"),
+        Err(e) => format!("relay error: {e}"),
+    }
+}
+
+/// The path as logged: without the query (a query string may carry a token).
+fn log_path(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(raw.split(|b| *b == b'?').next().unwrap_or(raw))
+}
+
+/// The access line of a detached WebSocket, written when it closes.
+struct DetachedLine {
+    method: String,
+    path: String,
+    route: String,
+    client_ip: Option<IpAddr>,
+    request_id: String,
+    start: Instant,
+}
+
+impl DetachedLine {
+    fn write(&self, shared: &Shared, closed: &str) {
+        shared
+            .metrics
+            .requests
+            .with_label_values(&[self.route.as_str(), "101"])
+            .inc();
+        access_log::write(&access_log::Entry {
+            method: &self.method,
+            path: &self.path,
+            route: &self.route,
+            status: 101,
+            client_ip: self.client_ip,
+            duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+            request_id: &self.request_id,
+            outcome: access_log::Outcome::Request {
+                upgraded: true,
+                closed,
+                error: "",
+            },
+        });
     }
 }
 
@@ -549,6 +624,14 @@ impl ProxyHttp for Gate {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType as T;
+        if matches!(e.etype(), T::Custom(HANDED_OFF)) {
+            // Nothing to answer (the 101 went out) and the connection is not reused: Pingora
+            // drops its handle on the socket without shutting it; the tunnel holds another.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let reason = match (e.esource(), e.etype()) {
             (_, T::Custom(BODY_TOO_LARGE)) => Some(Reason::BodyTooLarge),
             (_, T::HTTPStatus(code)) if *code == 408 => Some(Reason::RequestTimeout),
@@ -598,10 +681,14 @@ impl ProxyHttp for Gate {
 
     fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, _error: &Error) -> bool {
         // Upstream failures are logged once, by `logging`, with their reason code.
-        matches!(ctx.state, State::Denied { .. })
+        matches!(ctx.state, State::Denied { .. } | State::HandedOff)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if matches!(ctx.state, State::HandedOff) {
+            // Written by the tunnel's task when the socket closes.
+            return;
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let status_label = session
             .response_written()
@@ -609,8 +696,7 @@ impl ProxyHttp for Gate {
         let route = self.route_name(ctx);
         let req = session.req_header();
         // The path only: a query string may carry a token (`query:` sources) or other secrets.
-        let raw = req.raw_path();
-        let path = String::from_utf8_lossy(raw.split(|b| *b == b'?').next().unwrap_or(raw));
+        let path = log_path(req.raw_path());
         let metrics = &self.shared.metrics;
         metrics
             .requests

@@ -247,3 +247,66 @@ async fn a_socket_closes_when_its_token_expires() {
         .await
         .is_ok());
 }
+
+/// A plain-TCP socket is relayed by a task of its own once upgraded (Pingora's request ends
+/// then): its access line is still written when it closes, with status 101 and how it ended,
+/// and the open-socket gauges and the per-IP slots come back however it ends.
+#[tokio::test]
+async fn a_relayed_socket_logs_when_it_closes_and_gives_back_what_it_held() {
+    let up = Upstream::start();
+    let gh = Proxy::start(SOCKETS, up.addr);
+    let gauge = |gh: &Proxy, line: &str| {
+        gh.metrics()
+            .lines()
+            .find(|l| l.starts_with(line))
+            .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let mut a = open(&gh, "/ws/voice", Some("http://ok.test"))
+        .await
+        .unwrap();
+    let mut b = open(&gh, "/ws/voice", Some("http://ok.test"))
+        .await
+        .unwrap();
+    assert!(echo(&mut a).await && echo(&mut b).await);
+    assert_eq!(gauge(&gh, "gatehouse_websockets_open "), "2");
+    // max_per_ip: 2 — a third is refused while both live.
+    assert_eq!(
+        open(&gh, "/ws/voice", Some("http://ok.test")).await.err(),
+        Some(429)
+    );
+    // One closes cleanly, the other is dropped without a close frame.
+    a.close(None).await.unwrap();
+    drop(b);
+    assert!(
+        eventually(5, || gauge(&gh, "gatehouse_websockets_open ") == "0"),
+        "{}",
+        gh.metrics()
+    );
+    let lines = |gh: &Proxy| {
+        gh.log()
+            .lines()
+            .filter(|l| l.contains("\"status\":101") && l.contains("\"upgraded\":true"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(5, || lines(&gh).len() == 2), "{}", gh.log());
+    for l in lines(&gh) {
+        let j: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(j["route"], "voice", "{l}");
+        assert_eq!(j["closed"], "closed", "{l}");
+        assert_eq!(j["path"], "/ws/voice", "{l}");
+        assert!(j["duration_ms"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    assert!(gh
+        .metrics()
+        .contains("gatehouse_requests_total{route=\"voice\",status=\"101\"} 2"));
+    // Both slots are free again.
+    let mut c = open(&gh, "/ws/voice", Some("http://ok.test"))
+        .await
+        .unwrap();
+    let mut d = open(&gh, "/ws/voice", Some("http://ok.test"))
+        .await
+        .unwrap();
+    assert!(echo(&mut c).await && echo(&mut d).await);
+}
