@@ -5,7 +5,9 @@
 //! `upstream_peer` picks timeouts (plain vs upgraded); `upstream_request_filter` rewrites what
 //! goes upstream; `response_filter` switches an upgraded connection to the WebSocket idle
 //! timeout; `fail_to_proxy` maps upstream failures to 502/504 JSON; `logging` writes the access
-//! log line and the metrics.
+//! log line and the metrics. An upgraded plain-TCP WebSocket leaves the hooks: `tunnel` spawns
+//! its relay with everything the request holds and ends the request with a `HANDED_OFF` error
+//! that `fail_to_proxy` turns into "no answer, do not reuse" (the relay task logs at close).
 
 use std::any::Any;
 use std::net::IpAddr;
