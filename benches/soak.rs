@@ -18,9 +18,9 @@
     missing_docs
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,35 +28,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn voiceflow(port: u16) -> Child {
-    let mut c = Command::new(root().join("target/release/voiceflow"))
-        .args(["server", "--port", &port.to_string(), "--ws-ping", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("target/release/voiceflow: run benches/soak.sh");
-    let out = c.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    for l in lines.by_ref() {
-        if l.unwrap().contains("listening") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    c
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{free_port, root, rss_kib, voiceflow};
 
 fn policy(listen: u16, admin: u16, up: u16, generation: u64) -> String {
     format!(
@@ -83,15 +57,6 @@ routes:
     websocket: {{ allow_missing_origin: true }}
 "#
     )
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 struct Gate {

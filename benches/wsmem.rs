@@ -22,8 +22,7 @@
     missing_docs
 )]
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,20 +30,12 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{free_port, root, rss_kib, voiceflow};
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -52,24 +43,6 @@ fn wait_listening(addr: SocketAddr, what: &str) {
         assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn voiceflow(port: u16) -> Child {
-    let mut c = Command::new(root().join("target/release/voiceflow"))
-        .args(["server", "--port", &port.to_string(), "--ws-ping", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("target/release/voiceflow: run benches/wsmem.sh");
-    let out = c.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    for l in lines.by_ref() {
-        if l.unwrap().contains("listening") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    c
 }
 
 /// A running proxy: its process (whose RSS and CPU are read) and its address.
@@ -219,15 +192,6 @@ http {{ access_log off;
         addr,
         _dir: dir,
     })
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// utime + stime, in clock ticks.
