@@ -16,5 +16,6 @@ mod limits;
 mod origins;
 mod schema;
 mod support;
+mod tls;
 mod websocket_race;
 mod websockets;
