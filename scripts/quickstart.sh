@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-build-deps.sh
 cargo build --release --workspace --bins
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 
 if [ -z "${GATEHOUSE_JWT_SECRET:-}" ]; then
   GATEHOUSE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)

@@ -326,14 +326,12 @@ fn new_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        prefix >> 32,
-        (prefix >> 16) & 0xffff,
-        prefix & 0xffff,
-        (n >> 48) & 0xffff,
-        n & 0xffff_ffff_ffff
-    )
+    // The 128 bits prefix:counter in UUID text form, without the formatting machinery.
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::from_u64_pair(prefix, n)
+        .hyphenated()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 fn valid_request_id(v: &str) -> bool {
@@ -738,5 +736,25 @@ impl ProxyHttp for Gate {
             request_id: &ctx.request_id,
             outcome,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_shaped_unique_and_share_the_process_prefix() {
+        let (a, b) = (new_request_id(), new_request_id());
+        for id in [&a, &b] {
+            let groups: Vec<&str> = id.split('-').collect();
+            let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+            assert_eq!(lens, [8, 4, 4, 4, 12], "{id}");
+            assert!(id
+                .bytes()
+                .all(|c| c == b'-' || c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        }
+        assert_ne!(a, b);
+        assert_eq!(a[..19], b[..19], "same per-process prefix");
     }
 }
