@@ -11,6 +11,7 @@
 //! - [`proxy`] — the Pingora glue: translate a session into facts, enforce the verdict,
 //!   forward, answer denials as JSON.
 //! - [`cli`] — the `gatehouse` commands.
+//! - [`text`] — numbers and addresses as text for the per-request paths, without `core::fmt`.
 
 pub mod cli;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod policy;
 pub mod proxy;
 pub mod reload;
 pub mod runtime;
+pub mod text;

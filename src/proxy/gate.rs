@@ -295,7 +295,7 @@ impl DetachedLine {
             route: &self.route,
             status: 101,
             client_ip: self.client_ip,
-            duration_ms: self.start.elapsed().as_secs_f64() * 1000.0,
+            duration: self.start.elapsed(),
             request_id: &self.request_id,
             outcome: access_log::Outcome::Request {
                 upgraded: true,
@@ -732,7 +732,7 @@ impl ProxyHttp for Gate {
             route,
             status,
             client_ip: ctx.client_ip,
-            duration_ms: ctx.start.elapsed().as_secs_f64() * 1000.0,
+            duration: ctx.start.elapsed(),
             request_id: &ctx.request_id,
             outcome,
         });

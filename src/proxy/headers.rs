@@ -15,6 +15,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 
 use crate::policy::{Forward, Policy};
+use crate::text::IpText;
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -158,13 +159,19 @@ fn rewrite_parts(
     }
 
     // Forwarding headers: the hops the decision vouched for, then the peer.
+    let peer = IpText::new(hop.peer);
     let xff = if fwd.forwarded_for.is_empty() {
-        hop.peer.to_string()
+        value(peer.as_str())?
     } else {
-        format!("{}, {}", fwd.forwarded_for, hop.peer)
+        value(&format!("{}, {}", fwd.forwarded_for, peer.as_str()))?
     };
-    headers.insert(X_FORWARDED_FOR, value(xff)?);
-    headers.insert(X_REAL_IP, value(hop.client_ip.to_string())?);
+    headers.insert(X_FORWARDED_FOR, xff);
+    let real_ip = if hop.client_ip == hop.peer {
+        peer
+    } else {
+        IpText::new(hop.client_ip)
+    };
+    headers.insert(X_REAL_IP, value(real_ip.as_str())?);
     if !(fwd.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         let proto = if hop.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -179,12 +186,12 @@ fn rewrite_parts(
             }
         }
     }
-    headers.insert(X_REQUEST_ID, value(hop.request_id.to_string())?);
+    headers.insert(X_REQUEST_ID, value(hop.request_id)?);
     Ok(())
 }
 
-fn value(v: String) -> Result<HeaderValue> {
-    HeaderValue::try_from(v).map_err(|e| {
+fn value(v: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(v).map_err(|e| {
         Error::explain(
             ErrorType::InternalError,
             format!("invalid forwarding header value: {e}"),

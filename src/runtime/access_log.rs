@@ -15,9 +15,10 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::log_writer::BatchWriter;
+use crate::text::{self, IpText};
 
 /// How lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +53,8 @@ pub struct Entry<'a> {
     pub status: u16,
     /// Client IP of step 1, if decided.
     pub client_ip: Option<IpAddr>,
-    /// From the head to the end.
-    pub duration_ms: f64,
+    /// From the head to the end (written in milliseconds, three decimals).
+    pub duration: Duration,
     /// Request id.
     pub request_id: &'a str,
     /// Denied or forwarded, with the fields each has.
@@ -128,7 +129,8 @@ impl Clock {
             );
         }
         out.push_str(&self.prefix);
-        let _ = write!(out, "{:06}Z", d.subsec_micros());
+        text::push_padded(out, u64::from(d.subsec_micros()), 6);
+        out.push('Z');
     }
 }
 
@@ -162,12 +164,14 @@ fn format(out: &mut String, clock: &mut Clock, format: Format, e: &Entry, now: S
             json_field(out, "method", e.method);
             json_field(out, "path", e.path);
             json_field(out, "route", e.route);
-            let _ = write!(out, ",\"status\":{}", e.status);
+            out.push_str(",\"status\":");
+            text::push_decimal(out, u64::from(e.status));
             out.push_str(",\"client_ip\":\"");
             if let Some(ip) = e.client_ip {
-                let _ = write!(out, "{ip}");
+                out.push_str(IpText::new(ip).as_str());
             }
-            let _ = write!(out, "\",\"duration_ms\":{:.3}", e.duration_ms);
+            out.push_str("\",\"duration_ms\":");
+            text::push_millis(out, e.duration.as_micros());
             json_field(out, "request_id", e.request_id);
             match e.outcome {
                 Outcome::Denied { reason, cause } => {
@@ -179,7 +183,11 @@ fn format(out: &mut String, clock: &mut Clock, format: Format, e: &Entry, now: S
                     closed,
                     error,
                 } => {
-                    let _ = write!(out, ",\"upgraded\":{upgraded}");
+                    out.push_str(if upgraded {
+                        ",\"upgraded\":true"
+                    } else {
+                        ",\"upgraded\":false"
+                    });
                     json_field(out, "closed", closed);
                     json_field(out, "error", error);
                 }
@@ -193,12 +201,14 @@ fn format(out: &mut String, clock: &mut Clock, format: Format, e: &Entry, now: S
             text_field(out, "method", e.method);
             text_field(out, "path", e.path);
             text_field(out, "route", e.route);
-            let _ = write!(out, " status={}", e.status);
+            out.push_str(" status=");
+            text::push_decimal(out, u64::from(e.status));
             out.push_str(" client_ip=");
             if let Some(ip) = e.client_ip {
-                let _ = write!(out, "{ip}");
+                out.push_str(IpText::new(ip).as_str());
             }
-            let _ = write!(out, " duration_ms={:.3}", e.duration_ms);
+            out.push_str(" duration_ms=");
+            text::push_millis(out, e.duration.as_micros());
             text_field(out, "request_id", e.request_id);
             match e.outcome {
                 Outcome::Denied { reason, cause } => {
@@ -210,7 +220,11 @@ fn format(out: &mut String, clock: &mut Clock, format: Format, e: &Entry, now: S
                     closed,
                     error,
                 } => {
-                    let _ = write!(out, " upgraded={upgraded}");
+                    out.push_str(if upgraded {
+                        " upgraded=true"
+                    } else {
+                        " upgraded=false"
+                    });
                     quoted_field(out, "closed", closed);
                     quoted_field(out, "error", error);
                 }
@@ -279,7 +293,6 @@ fn quoted_field(out: &mut String, key: &str, value: &str) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::time::Duration;
 
     fn entry<'a>(outcome: Outcome<'a>) -> Entry<'a> {
         Entry {
@@ -288,7 +301,7 @@ mod tests {
             route: "api",
             status: 401,
             client_ip: Some("10.0.0.7".parse().unwrap()),
-            duration_ms: 0.5234,
+            duration: Duration::from_nanos(523_400),
             request_id: "rid-1",
             outcome,
         }
