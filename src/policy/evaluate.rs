@@ -603,7 +603,12 @@ impl<'p> Eval<'p, '_, '_> {
             query: target.query.as_deref(),
             websocket_route: route.websocket.is_some(),
             now: self.facts.now,
-            cookie_refused: cross_site(self.facts, route, upgrade),
+            // Only a `cookie:` source reads it, and only from a Cookie header.
+            cookie_refused: if self.facts.headers.contains_key(http::header::COOKIE) {
+                cross_site(self.facts, route, upgrade)
+            } else {
+                None
+            },
             cache: self.adm.token_cache(),
         };
         match p.authenticate(&input) {

@@ -21,6 +21,23 @@ pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 impl OriginList {
     /// The index of the first entry that matches the `Origin` header value, if any.
     pub fn find(&self, header: &str) -> Option<usize> {
+        // Fast path, without parsing or allocating: a header written exactly as an exact
+        // entry's canonical form parses to that entry's origin. Any earlier exact entry that
+        // would match after parsing has the same origin, hence the same canonical form, and
+        // was found first; the scan stops at the first other kind of entry, which needs the
+        // parsed form to keep "first matching entry" the answer.
+        for (i, entry) in self.entries.iter().enumerate() {
+            match entry {
+                OriginPattern::Exact(o) if o.is_written_as(header) => return Some(i),
+                OriginPattern::Exact(_) => {}
+                _ => break,
+            }
+        }
+        self.find_parsed(header)
+    }
+
+    /// [`Self::find`] by parsing the header first.
+    fn find_parsed(&self, header: &str) -> Option<usize> {
         let origin = Origin::parse(header);
         if let Some(i) = self
             .entries
@@ -65,6 +82,30 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// Whether `text` is this origin's canonical serialization (its `Display` form: lowercase
+    /// scheme and host, the port only when it is not the scheme's default).
+    fn is_written_as(&self, text: &str) -> bool {
+        let Some(rest) = text
+            .strip_prefix(self.scheme.as_str())
+            .and_then(|r| r.strip_prefix("://"))
+            .and_then(|r| r.strip_prefix(self.host.as_str()))
+        else {
+            return false;
+        };
+        let default = matches!(
+            (self.scheme.as_str(), self.port),
+            ("http", 80) | ("https", 443)
+        );
+        if default {
+            return rest.is_empty();
+        }
+        rest.strip_prefix(':').is_some_and(|p| {
+            !p.starts_with('0')
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>() == Ok(self.port)
+        })
+    }
+
     /// Parses a serialized origin strictly; `None` for anything that is not exactly
     /// `scheme://host[:port]` with an http or https scheme.
     pub fn parse(text: &str) -> Option<Origin> {
@@ -281,6 +322,49 @@ mod tests {
             assert!(OriginPattern::parse(bad).is_err(), "{bad}");
         }
         assert!(OriginPattern::parse("https://*.example.co.uk").is_ok());
+    }
+
+    #[test]
+    fn the_unparsed_fast_path_answers_what_parsing_answers() {
+        let lists = [
+            list(&["https://a.com", "http://localhost:3000"]),
+            list(&["http://a.com:8080", "https://*.a.com", "https://b.com"]),
+            list(&["https://*.a.com", "https://x.a.com"]),
+            list(&["*", "https://a.com"]),
+            list(&["null", "https://a.com"]),
+            list(&["https://a.com", "https://a.com"]),
+            list(&["http://[::1]:3000", "https://xn--bcher-kva.example"]),
+        ];
+        let headers = [
+            "https://a.com",
+            "https://A.com",
+            "HTTPS://a.com",
+            "https://a.com:443",
+            "https://a.com:0443",
+            "https://a.com:+443",
+            "https://a.com/",
+            "https://a.com.",
+            "https://a.comx",
+            "http://a.com:8080",
+            "http://a.com:08080",
+            "http://a.com:80800",
+            "http://a.com",
+            "https://x.a.com",
+            "https://b.com",
+            "http://localhost:3000",
+            "http://localhost:3000/",
+            "http://[::1]:3000",
+            "http://[0::1]:3000",
+            "https://xn--bcher-kva.example",
+            "null",
+            "",
+            "https://",
+        ];
+        for l in &lists {
+            for h in headers {
+                assert_eq!(l.find(h), l.find_parsed(h), "{h:?} in {:?}", l.entries);
+            }
+        }
     }
 
     #[test]
