@@ -312,7 +312,8 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn secs_at_least_one(d: Duration) -> u64 {
+/// The keep-alive timeout Pingora is given for `http_idle`: whole seconds, at least one.
+pub(crate) fn keepalive_secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
 
@@ -390,7 +391,7 @@ impl ProxyHttp for Gate {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let policy = self.shared.policy();
         let timeouts = policy.server.timeouts;
-        session.set_keepalive(Some(secs_at_least_one(timeouts.http_idle)));
+        session.set_keepalive(Some(keepalive_secs(timeouts.http_idle)));
         // From here on the downstream reads are body reads: idle after http_idle.
         session.set_read_timeout(Some(timeouts.http_idle));
 

@@ -251,6 +251,48 @@ fn slow_loris_head_is_cut_at_request_header() {
     assert!(started.elapsed() < Duration::from_secs(12));
 }
 
+#[test]
+fn slow_loris_on_a_keep_alive_connection_is_cut_at_http_idle_plus_request_header() {
+    // The second request's head is sent one byte every 300 ms: each read is well within
+    // http_idle (1s), the whole head never completes. Its budget is http_idle +
+    // request_header (3s) from the end of the first request.
+    use std::io::{Read, Write};
+    let up = Upstream::start();
+    let gh = Proxy::start(POLICY, up.addr);
+    let mut s = std::net::TcpStream::connect(gh.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    up.clear();
+    let started = Instant::now();
+    let mut closed = false;
+    for b in b"GET /api/v1/echo/slow HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        .iter()
+    {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if started.elapsed() > Duration::from_secs(12) {
+            break;
+        }
+    }
+    if !closed {
+        closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+    }
+    let took = started.elapsed();
+    assert!(closed, "connection closed once the head's budget ran out");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(8),
+        "cut after {took:?}, expected about 3s"
+    );
+    up.assert_untouched("a head that never completed");
+}
+
 #[tokio::test]
 async fn reload_adds_routes_keeps_old_policy_on_error_and_keeps_websockets() {
     let up = Upstream::start();
