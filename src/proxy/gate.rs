@@ -453,12 +453,16 @@ impl ProxyHttp for Gate {
         ctx.route = decision.route;
         let (slots, shadowed) =
             admission.map_or((Vec::new(), Vec::new()), |a| (a.guards, a.shadowed));
-        let route_name = self.route_name(ctx).to_string();
+        // Borrowed from this request's snapshot (no copy per request).
+        let route_name: &str = decision
+            .route
+            .and_then(|i| policy.routes.get(i))
+            .map_or("-", |r| r.name.as_str());
         if !shadowed.is_empty() {
             self.shared
                 .metrics
                 .shadow_limited
-                .with_label_values(&[route_name.as_str()])
+                .with_label_values(&[route_name])
                 .inc();
             tracing::info!(target: "access", route = %route_name, request_id = %ctx.request_id,
                 client_ip = %decision.client_ip, limits = %shadowed.join("; "),
@@ -485,13 +489,9 @@ impl ProxyHttp for Gate {
             ..Held::default()
         };
         if let Some(c) = fwd.concurrency {
-            let waiting = GaugeGuard::new(
-                self.shared
-                    .metrics
-                    .queued
-                    .with_label_values(&[route_name.as_str()]),
-            );
-            let entered = self.shared.limits.queues.enter(&route_name, c);
+            let waiting =
+                GaugeGuard::new(self.shared.metrics.queued.with_label_values(&[route_name]));
+            let entered = self.shared.limits.queues.enter(route_name, c);
             let outcome = if session.is_body_empty() {
                 // Nothing more to read: a read that ends means the client went away, and
                 // its place in the queue is given back at once.
@@ -533,11 +533,11 @@ impl ProxyHttp for Gate {
             self.shared
                 .metrics
                 .in_flight
-                .with_label_values(&[route_name.as_str()]),
+                .with_label_values(&[route_name]),
         ));
         if let (Some(ws), Some(request)) = (fwd.websocket, ws_request) {
             return self
-                .tunnel(session, ctx, &policy, fwd, held, ws, request, &route_name)
+                .tunnel(session, ctx, &policy, fwd, held, ws, request, route_name)
                 .await;
         }
         ctx.state = State::Forwarding {

@@ -69,7 +69,8 @@ pub struct Hop<'a> {
 /// their usual capitalization and other names in lower case (header names are
 /// case-insensitive, RFC 9110 §5.1; HTTP/2 and HAProxy lower-case them all).
 pub fn rewrite(req: &mut RequestHeader, policy: &Policy, fwd: &Forward, hop: &Hop) -> Result<()> {
-    let placeholder = RequestHeader::build_no_case(http::Method::GET, b"/", Some(0))?;
+    // The placeholder allocates nothing (an empty header map, the default URI).
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts: http::request::Parts = std::mem::replace(req, placeholder).into();
     let result = rewrite_parts(&mut parts, policy, fwd, hop);
     *req = RequestHeader::from(parts);

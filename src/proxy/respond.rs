@@ -80,7 +80,8 @@ pub fn finish_upstream_answer(
     request_id: &str,
     cors: &ResponseCors,
 ) -> Result<()> {
-    let placeholder = ResponseHeader::build_no_case(200, Some(0))?;
+    // The placeholder allocates nothing (an empty header map).
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
     let headers = &mut parts.headers;
     headers.reserve(2);
