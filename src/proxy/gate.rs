@@ -312,11 +312,6 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The keep-alive timeout Pingora is given for `http_idle`: whole seconds, at least one.
-pub(crate) fn keepalive_secs(d: Duration) -> u64 {
-    d.as_secs().max(1)
-}
-
 /// A request id in UUID form: a random 64-bit prefix drawn once per process, then a counter.
 /// Unique per process and cheap (no system call per request, which a v4 UUID costs); it
 /// identifies a request, it is not a secret.
@@ -391,7 +386,9 @@ impl ProxyHttp for Gate {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let policy = self.shared.policy();
         let timeouts = policy.server.timeouts;
-        session.set_keepalive(Some(keepalive_secs(timeouts.http_idle)));
+        // Keep-alive stays as Pingora read it from the request (HTTP/1.1 unless `Connection:
+        // close`; HTTP/1.0 only when asked), without a timeout of Pingora's: the idle limit
+        // between requests (http_idle) is enforced by the head timer (see `super::app`).
         // From here on the downstream reads are body reads: idle after http_idle.
         session.set_read_timeout(Some(timeouts.http_idle));
 

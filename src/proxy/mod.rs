@@ -9,6 +9,7 @@
 //! - [`admin`] — `/healthz`, `/readyz`, `/metrics`.
 //! - [`bind`] — clear errors for ports in use or privileged.
 //! - [`server`] — assembles the Pingora server from the policy.
+//! - [`timer_pool`] — timers re-armed across requests instead of created for each head.
 //! - [`websocket`] — relays admitted WebSockets, and closes them when they lose their right to
 //!   exist (reload, token expiry).
 
@@ -19,4 +20,5 @@ pub mod gate;
 pub mod headers;
 pub mod respond;
 pub mod server;
+pub mod timer_pool;
 pub mod websocket;
