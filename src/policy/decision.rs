@@ -222,8 +222,9 @@ pub enum ResponseCors {
     Strip,
     /// Remove them; add `Vary: Origin` (a `cors` route, origin absent or not allowed).
     StripVary,
-    /// Replace them with these (a `cors` route, origin allowed).
-    Allow(Vec<(HeaderName, String)>),
+    /// Replace them with these (a `cors` route, origin allowed). Values are ready to send:
+    /// the allowed origin is the request's own `Origin` value, the rest are constants.
+    Allow(Vec<(HeaderName, HeaderValue)>),
     /// Keep the upstream's (`cors: upstream`).
     Upstream,
 }

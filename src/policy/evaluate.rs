@@ -52,7 +52,9 @@ pub fn decide_with(
             // origin, so the page can read why (a 401, a 429) instead of a CORS error.
             if let (Some(route), false) = (eval.route, BEFORE_ROUTE.contains(&d.step)) {
                 if let ResponseCors::Allow(h) = response_cors(route, facts) {
-                    d.headers.extend(h);
+                    d.headers.extend(h.into_iter().filter_map(|(name, value)| {
+                        value.to_str().ok().map(|v| (name, v.to_string()))
+                    }));
                 }
             }
             Outcome::Deny(d)
@@ -872,29 +874,24 @@ fn response_cors(route: &Route, facts: &RequestFacts<'_>) -> ResponseCors {
     let Some(origin) = facts
         .headers
         .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .filter(|o| cors.origins.find(o).is_some())
+        .filter(|v| v.to_str().is_ok_and(|o| cors.origins.find(o).is_some()))
     else {
         return ResponseCors::StripVary;
     };
-    let mut h = vec![
-        (
-            http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            origin.to_string(),
-        ),
-        (http::header::VARY, "Origin".to_string()),
-    ];
+    let mut h = Vec::with_capacity(4);
+    // The request's own value: a clone shares its bytes.
+    h.push((http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
+    h.push((http::header::VARY, HeaderValue::from_static("Origin")));
     if cors.credentials {
         h.push((
             http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            "true".into(),
+            HeaderValue::from_static("true"),
         ));
     }
     if !cors.expose_headers.is_empty() {
-        h.push((
-            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            cors.expose_headers.join(", "),
-        ));
+        if let Ok(v) = HeaderValue::from_str(&cors.expose_headers.join(", ")) {
+            h.push((http::header::ACCESS_CONTROL_EXPOSE_HEADERS, v));
+        }
     }
     ResponseCors::Allow(h)
 }
