@@ -252,6 +252,32 @@ fn slow_loris_head_is_cut_at_request_header() {
 }
 
 #[test]
+fn http_1_0_and_connection_close_requests_get_the_connection_closed() {
+    use std::io::{Read, Write};
+    let up = Upstream::start();
+    let gh = Proxy::start(POLICY, up.addr);
+    for head in [
+        "GET /health HTTP/1.0\r\nHost: x\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(gh.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let started = Instant::now();
+        let mut all = Vec::new();
+        // Read to the end: the proxy closes right after the answer, well before http_idle.
+        let _ = s.read_to_end(&mut all);
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 200"), "{head:?}: {text}");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{head:?}: closed after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
 fn slow_loris_on_a_keep_alive_connection_is_cut_at_http_idle_plus_request_header() {
     // The second request's head is sent one byte every 300 ms: each read is well within
     // http_idle (1s), the whole head never completes. Its budget is http_idle +
