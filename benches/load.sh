@@ -5,10 +5,15 @@
 # limit, all enforced). One worker each, wrk -t1. Prints req/s, p50, p99 and each proxy's own
 # CPU µs per request (utime+stime from /proc: the figure that holds on a noisy machine), with
 # the ratio to bare Pingora (sent the same requests) and to nginx. Run by hand, never in CI.
-# Needs: apt-get install -y nginx wrk. Usage: benches/load.sh [DURATION_S=8] [CONNS=50]
+#
+# The proxies are measured in ROUNDS interleaved rounds (each proxy once per round, in turn) and
+# the figures are the medians: on a shared 2-core machine one run of one proxy moves by ±10 %,
+# and interleaving spreads a slow spell over all of them. Each round's CPU figures are printed
+# too, so the spread is visible.
+# Needs: apt-get install -y nginx wrk. Usage: benches/load.sh [DURATION_S=8] [CONNS=50] [ROUNDS=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dur=${1:-8}; conns=${2:-50}
+dur=${1:-8}; conns=${2:-50}; rounds=${3:-5}
 source scripts/ensure-build-deps.sh
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "needs: apt-get install -y nginx wrk" >&2; exit 2; }
 cargo build --release --bin gatehouse --example bare_pingora 2>&1 | tail -1
@@ -77,31 +82,50 @@ cpu() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' /proc/"$p"
 ngpid() { echo "$(cat "$work/ng.pid") $(pgrep -P "$(cat "$work/ng.pid")" | tr '\n' ' ')"; }
 run() { # name port pids... ; extra wrk args in WRK_EXTRA (array)
   local name=$1 port=$2; shift 2
-  local before after out reqs rps p50 p99
+  local before after out reqs rps p50 p99 us
   before=$(cpu "$@")
   out=$(wrk -t1 -c"$conns" -d"${dur}s" --latency "${WRK_EXTRA[@]}" "http://127.0.0.1:$port/")
   after=$(cpu "$@")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  local us="-"; [ "$#" -gt 0 ] && us=$(awk -v t=$((after - before)) -v k="$tck" -v r="$reqs" 'BEGIN{printf "%.1f", t*1e6/k/r}')
-  printf "%-22s %10s %9s %9s %12s\n" "$name" "$rps" "$p50" "$p99" "$us"
-  echo "$name $us" >>"$work/cpu"
+  us="-"; [ "$#" -gt 0 ] && us=$(awk -v t=$((after - before)) -v k="$tck" -v r="$reqs" 'BEGIN{printf "%.1f", t*1e6/k/r}')
+  echo "$name $rps $p50 $p99 $us" >>"$work/rounds"
 }
-printf "%-22s %10s %9s %9s %12s\n" proxy req/s p50 p99 cpu_us/req
-WRK_EXTRA=()
-run direct $UP
-# shellcheck disable=SC2046
-run nginx $NG $(ngpid)
-run bare-pingora $BP $bare
-run gatehouse-plain $GP $plain
-WRK_EXTRA=(-H "Authorization: Bearer $TOKEN" -H "Origin: https://app.example.com")
-# The same requests (token and Origin headers) through bare Pingora: what the full policy is
-# compared with, so that parsing and forwarding the longer request is not counted as policy.
-run bare-pingora-hdrs $BP $bare
-run gatehouse-full $GF $full
+hdrs=(-H "Authorization: Bearer $TOKEN" -H "Origin: https://app.example.com")
+for round in $(seq "$rounds"); do
+  echo "round $round/$rounds" >&2
+  WRK_EXTRA=()
+  run direct $UP
+  # shellcheck disable=SC2046
+  run nginx $NG $(ngpid)
+  run bare-pingora $BP $bare
+  run gatehouse-plain $GP $plain
+  # The same requests (token and Origin headers) through bare Pingora: what the full policy is
+  # compared with, so that parsing and forwarding the longer request is not counted as policy.
+  WRK_EXTRA=("${hdrs[@]}")
+  run bare-pingora-hdrs $BP $bare
+  run gatehouse-full $GF $full
+done
 grep -q '"status":200' "$work/logs/full.log" || grep -q status=200 "$work/logs/full.log" || echo "warning: the full policy answered no 200: check $work/full.log" >&2
-awk '$1=="bare-pingora"{b=$2} $1=="bare-pingora-hdrs"{bh=$2} $1=="nginx"{n=$2} $1~/^gatehouse/{g[$1]=$2}
-     END{for (k in g) { base = (k=="gatehouse-full") ? bh : b
-         printf "%s: %.2fx bare Pingora (same requests), %.2fx nginx\n", k, g[k]/base, g[k]/n }
-         if (bh) printf "gatehouse-full: %.2fx bare Pingora without the token and Origin headers\n", g["gatehouse-full"]/b }' "$work/cpu"
+python3 - "$work/rounds" <<'PY'
+import collections, statistics, sys
+rows = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    name, rps, p50, p99, us = line.split()
+    rows.setdefault(name, []).append((float(rps), p50, p99, None if us == "-" else float(us)))
+med = lambda xs: statistics.median(xs)
+print("%-18s %10s %9s %9s %11s   %s" % ("proxy", "req/s", "p50", "p99", "cpu_us/req", "cpu_us/req per round"))
+cpu = {}
+for name, rs in rows.items():
+    us = [r[3] for r in rs if r[3] is not None]
+    cpu[name] = med(us) if us else None
+    mid = sorted(rs, key=lambda r: r[0])[len(rs) // 2]  # the round with the median req/s
+    print("%-18s %10.0f %9s %9s %11s   %s" % (name, med([r[0] for r in rs]), mid[1], mid[2],
+          "-" if cpu[name] is None else "%.1f" % cpu[name], " ".join("%.1f" % u for u in us)))
+b, bh, n = cpu.get("bare-pingora"), cpu.get("bare-pingora-hdrs"), cpu.get("nginx")
+for name in ("gatehouse-plain", "gatehouse-full"):
+    base = bh if name == "gatehouse-full" else b
+    print("%s: %.2fx bare Pingora (same requests), %.2fx nginx" % (name, cpu[name] / base, cpu[name] / n))
+print("gatehouse-full: %.2fx bare Pingora without the token and Origin headers" % (cpu["gatehouse-full"] / b))
+PY
