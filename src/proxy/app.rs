@@ -3,14 +3,13 @@
 //! app gives each request on a connection a deadline and closes the connection if the head
 //! has not been read by then. The proxy's first hook after the head is parsed
 //! (`on_connection_reuse`, fed the [`HeadSignal`] we put in the connection context) marks the
-//! head as read, and the timer goes back to a per-thread pool ([`super::timer_pool`]).
+//! head as read, and the timer goes back to a per-thread pool ([`super::timer_pool`]): re-arming
+//! a pooled timer costs far less than creating and cancelling one per request.
 //!
-//! On a new connection the budget is `request_header`. On a keep-alive connection the next
-//! request may first sit idle for up to `http_idle` — the wrapper also enforces that idle
-//! limit (Pingora's own keep-alive wait is left unlimited, which spares it a timer per
-//! request) — and has `request_header` more once its first bytes arrived: `http_idle +
-//! request_header` in all. A connection that runs out of budget is closed without an answer
-//! (POLICY.md: "otherwise the connection is closed").
+//! On a new connection the budget is `request_header`; on a keep-alive connection the next
+//! request may first sit idle for up to `http_idle` (Pingora's keep-alive timeout, set by
+//! `request_filter`), so its budget is `http_idle + request_header`. A connection that runs
+//! out of budget is closed without an answer (POLICY.md: "otherwise the connection is closed").
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +22,9 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::time::Instant;
+
+/// The deadline of a budget too large to add to the clock (about a century).
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
 
 use super::gate::{Gate, HeadSignal, Reused};
 use super::timer_pool::PooledTimer;
@@ -57,21 +59,16 @@ impl HttpServerApp for GateApp {
             .is_some_and(|c| c.downcast_ref::<Reused>().is_some());
         let head_done = Arc::new(AtomicBool::new(false));
         session.set_connection_user_context(Some(Box::new(HeadSignal(head_done.clone()))));
-        let now = Instant::now();
-        // A new connection has `request_header` for its head. A kept-alive one may first sit
-        // idle for `http_idle` (Pingora itself waits without a timeout: HTTP/1.1 keep-alive is
-        // left unlimited there), then has `request_header` more once its first bytes came.
-        let (first, mut then) = if reused {
-            (
-                now + t.http_idle,
-                Some(now + t.http_idle + t.request_header),
-            )
+        let budget = if reused {
+            t.http_idle.saturating_add(t.request_header)
         } else {
             session.set_read_timeout(Some(t.request_header));
-            (now + t.request_header, None)
+            t.request_header
         };
-        let mut timer = Some(PooledTimer::at(first));
-        let mut woken = false;
+        let now = Instant::now();
+        // An absurd budget (the policy accepts durations up to u64::MAX seconds) saturates.
+        let deadline = now.checked_add(budget).unwrap_or(now + FAR_FUTURE);
+        let mut timer = Some(PooledTimer::at(deadline));
         let work = self.inner.process_new_http(session, shutdown);
         tokio::pin!(work);
         std::future::poll_fn(|cx| {
@@ -87,15 +84,11 @@ impl HttpServerApp for GateApp {
                 return Poll::Pending;
             }
             if head_timer.poll_elapsed(cx).is_ready() {
-                tracing::debug!(reused, "request head not received in time; closing");
+                tracing::debug!(
+                    budget_ms = budget.as_millis() as u64,
+                    "request head not received in time; closing"
+                );
                 return Poll::Ready(None);
-            }
-            // Woken again with the head incomplete: bytes came, the idle wait is over.
-            if std::mem::replace(&mut woken, true) {
-                if let Some(deadline) = then.take() {
-                    head_timer.reset(deadline);
-                    let _ = head_timer.poll_elapsed(cx);
-                }
             }
             Poll::Pending
         })

@@ -306,6 +306,11 @@ impl DetachedLine {
     }
 }
 
+/// The keep-alive timeout Pingora is given for `http_idle`: whole seconds, at least one.
+fn keepalive_secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -386,9 +391,12 @@ impl ProxyHttp for Gate {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let policy = self.shared.policy();
         let timeouts = policy.server.timeouts;
-        // Keep-alive stays as Pingora read it from the request (HTTP/1.1 unless `Connection:
-        // close`; HTTP/1.0 only when asked), without a timeout of Pingora's: the idle limit
-        // between requests (http_idle) is enforced by the head timer (see `super::app`).
+        // Keep-alive as the client asked (Pingora read it from the request: HTTP/1.1 unless
+        // `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`); when kept, the
+        // connection may then sit idle for http_idle before its next request.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(keepalive_secs(timeouts.http_idle)));
+        }
         // From here on the downstream reads are body reads: idle after http_idle.
         session.set_read_timeout(Some(timeouts.http_idle));
 

@@ -67,8 +67,10 @@ impl Drop for PooledTimer {
         if s.is_elapsed() {
             return;
         }
-        // Swap the registered waker for a no-op one: a pooled timer holds no task.
-        let _ = s.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        // Swap the registered waker for a no-op one: a pooled timer holds no task. Polled
+        // outside tokio's cooperative budget, which would otherwise skip the swap when spent.
+        let mut unconstrained = tokio::task::unconstrained(s.as_mut());
+        let _ = Pin::new(&mut unconstrained).poll(&mut Context::from_waker(Waker::noop()));
         let _ = POOL.try_with(|p| {
             if let Ok(mut p) = p.try_borrow_mut() {
                 if p.len() < KEEP {
@@ -82,7 +84,43 @@ impl Drop for PooledTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::Duration;
+
+    struct Counted;
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn a_timer_given_back_holds_no_task_even_when_the_budget_is_spent() {
+        let task = Arc::new(Counted);
+        let waker = Waker::from(task.clone());
+        let mut timer = PooledTimer::at(Instant::now() + Duration::from_secs(60));
+        assert!(timer
+            .poll_elapsed(&mut Context::from_waker(&waker))
+            .is_pending());
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&task),
+            2,
+            "the timer holds the task's waker"
+        );
+        // Spend this task's cooperative budget: each message received takes one unit.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..1000 {
+            let _ = tx.send(i);
+        }
+        while tokio::task::coop::has_budget_remaining() {
+            let _ = std::future::poll_fn(|cx| Poll::Ready(rx.poll_recv(cx))).await;
+        }
+        drop(timer);
+        assert_eq!(
+            Arc::strong_count(&task),
+            1,
+            "given back without the task's waker"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_reused_timer_fires_at_its_new_deadline_earlier_or_later() {
