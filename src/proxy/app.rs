@@ -23,12 +23,12 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::time::Instant;
 
-/// The deadline of a budget too large to add to the clock (about a century).
-const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-
 use super::gate::{Gate, HeadSignal, Reused};
 use super::timer_pool::PooledTimer;
 use crate::runtime::Shared;
+
+/// The deadline of a budget too large to add to the clock (about a century).
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The proxy app with a head-time budget.
 pub struct GateApp {
